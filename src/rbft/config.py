@@ -1,0 +1,137 @@
+"""Typed experiment configs, loaded from YAML and validated with messages that name the key and file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rbft.data.video import FrameSampling
+from rbft.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskConfig(_Strict):
+    """The domain task: who judges, what is asked, and the labels with what each means."""
+
+    name: str = Field(min_length=1)
+    persona: str = Field(min_length=1)
+    question: str = Field(min_length=1)
+    labels: dict[str, str]
+
+    @field_validator("labels")
+    @classmethod
+    def _two_or_more(cls, labels: dict[str, str]) -> dict[str, str]:
+        if len(labels) < 2:
+            raise ValueError("a task needs at least two labels")
+        for label in labels:
+            if not label or label != label.strip() or any(c in label for c in "<>\n"):
+                raise ValueError(f"label {label!r} must be non-empty, without <, >, newlines or outer spaces")
+        return labels
+
+
+class DataConfig(_Strict):
+    """Where the videos are and how frames are sampled from them."""
+
+    manifest: Path
+    num_frames: int | None = Field(default=8, ge=1)
+    fps: float | None = Field(default=None, gt=0)
+    max_frames: int = Field(default=32, ge=1)
+    max_pixels: int | None = Field(default=360 * 420, ge=1)
+    decode_workers: int = Field(default=0, ge=0, description="0: one per CPU core")
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> "DataConfig":
+        if self.fps is not None and self.num_frames is not None and "num_frames" in self.model_fields_set:
+            raise ValueError("set either num_frames or fps, not both")
+        return self
+
+    def sampling(self) -> FrameSampling:
+        num = None if self.fps is not None else self.num_frames
+        return FrameSampling(num_frames=num, fps=self.fps, max_frames=self.max_frames, max_pixels=self.max_pixels)
+
+
+class ModelConfig(_Strict):
+    """The base model: a Hugging Face name or a local folder."""
+
+    name_or_path: str = Field(min_length=1)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] = "sdpa"
+    trust_remote_code: bool = False
+
+
+class StageConfig(_Strict):
+    """Budget of one fine-tuning stage."""
+
+    epochs: float = Field(default=3.0, gt=0)
+    learning_rate: float = Field(default=1e-4, gt=0)
+
+
+class TrainingConfig(_Strict):
+    """How fine-tuning runs; stage2's settings are also direct SFT's, so the baseline gets the same budget."""
+
+    method: Literal["lora", "full"] = "lora"
+    lora_r: int = Field(default=16, ge=1)
+    lora_alpha: int = Field(default=32, ge=1)
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] | None = None
+    train_vision: bool = False
+    batch_size: int = Field(default=1, ge=1)
+    gradient_accumulation: int = Field(default=8, ge=1)
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
+    weight_decay: float = Field(default=0.1, ge=0)
+    lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    stage1: StageConfig = StageConfig(learning_rate=1e-4)
+    stage2: StageConfig = StageConfig(learning_rate=1e-4)
+
+
+class ExperimentConfig(_Strict):
+    """One experiment: a task, its data, a base model, and how to train and repeat it."""
+
+    name: str = Field(min_length=1)
+    task: TaskConfig
+    data: DataConfig
+    model: ModelConfig
+    training: TrainingConfig = TrainingConfig()
+    seeds: list[int] = Field(default=[0], min_length=1)
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate an experiment YAML; relative paths in it resolve against its folder."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings (name, task, data, model, ...), got {type(raw).__name__}")
+    try:
+        config = ExperimentConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{path}: invalid config\n" + _describe(e)) from None
+    if not config.data.manifest.is_absolute():
+        data = config.data.model_copy(update={"manifest": (path.parent / config.data.manifest).resolve()})
+        config = config.model_copy(update={"data": data})
+    return config
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  - {key}: unknown key (check its spelling and where it sits)")
+        elif item["type"] == "missing":
+            lines.append(f"  - {key}: required key is missing")
+        else:
+            lines.append(f"  - {key}: {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)

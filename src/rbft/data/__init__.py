@@ -1,0 +1,1 @@
+"""Videos on disk to frames a model can see: manifests, decoding, the frame cache, the data check."""
