@@ -109,8 +109,10 @@ def load_config(path: str | Path) -> ExperimentConfig:
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
+        where, start = getattr(e, "problem_mark", None), getattr(e, "context_mark", None)
         line = f" line {where.line + 1}" if where is not None else ""
+        if start is not None and where is not None and start.line != where.line:
+            line += f" (in what starts on line {start.line + 1})"
         raise ConfigError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings (name, task, data, model, ...), got {type(raw).__name__}")

@@ -5,11 +5,13 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 
 from rbft.data import cache as cache_module
 from rbft.data.cache import FrameCache, default_cache_dir
 from rbft.data.samples import write_video
 from rbft.data.video import FrameSampling
+from rbft.errors import VideoError
 
 SAMPLING = FrameSampling(num_frames=4, max_pixels=None)
 
@@ -120,3 +122,12 @@ def test_cache_dir_from_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("RBFT_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "rbft"
+
+
+def test_unusable_files_raise_the_same_errors_through_the_cache(tmp_path):
+    cache = FrameCache(tmp_path / "c")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    for path, kind in ((tmp_path / "gone.mp4", "missing"), (tmp_path / "empty.mp4", "empty")):
+        with pytest.raises(VideoError) as info:
+            cache.load(path, SAMPLING)
+        assert info.value.kind == kind

@@ -21,6 +21,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save
 
+from rbft.data.probe import check_file
 from rbft.data.video import Clip, FrameSampling, VideoInfo, read_video
 
 FORMAT_VERSION = "1"  # bump when decoding changes what an entry holds
@@ -46,7 +47,8 @@ class FrameCache:
         self._bytes_estimate: int | None = None
 
     def load(self, video: str | Path, sampling: FrameSampling = FrameSampling()) -> Clip:
-        """The frames `read_video` would return, from the cache when present."""
+        """The frames `read_video` would return (and its VideoError), from the cache when present."""
+        check_file(Path(video))  # a missing or empty file is reported as such, not as a hashing failure
         key = self.key(video, sampling)
         clip = self.get(key)
         if clip is None:

@@ -1,0 +1,3 @@
+from rbft.cli import app
+
+app(prog_name="rbft")

@@ -1,0 +1,94 @@
+"""The command line, run as a user runs it: a real subprocess on real files."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rbft.data.samples import write_sample_set, write_video
+
+EXPECTED_KINDS = {
+    "cut_short": "truncated", "empty": "empty", "text_named_mp4": "not_a_video",
+    "audio_only": "no_video_stream", "missing": "missing",
+}
+
+
+def rbft(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "rbft", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def sample_set(tmp_path_factory):
+    return write_sample_set(tmp_path_factory.mktemp("samples"))
+
+
+def test_version_and_help():
+    version = rbft("--version")
+    assert version.returncode == 0 and version.stdout.startswith("rbft ")
+    helptext = rbft("--help").stdout
+    assert "data" in helptext and "demo" in helptext
+
+
+def test_data_check_json_lists_every_video(sample_set, tmp_path):
+    result = rbft("data", "check", sample_set, "--json", "--errors", tmp_path / "errors.jsonl")
+    assert result.returncode == 1, result.stderr
+    rows = {r["id"]: r for r in json.loads(result.stdout)}
+    assert len(rows) == sum(1 for _ in open(sample_set))
+    for row in rows.values():
+        assert set(row) == {"id", "video", "ok", "error_kind", "message", "width", "height", "duration_s", "frames_sampled"}
+        if row["id"] in EXPECTED_KINDS:
+            assert not row["ok"] and row["error_kind"] == EXPECTED_KINDS[row["id"]] and row["message"]
+        else:
+            assert row["ok"] and row["frames_sampled"] == 8 and row["error_kind"] is None, row
+            assert (row["width"], row["height"]) == (96, 64)  # upright, the phone clip included
+    assert rows["h264_mp4"]["duration_s"] == pytest.approx(2.0, abs=0.01)
+    assert rows["variable_rate"]["duration_s"] == pytest.approx(1.6 + 0.125, abs=0.06)
+    errors = [json.loads(line) for line in open(tmp_path / "errors.jsonl")]
+    assert {e["id"]: e["kind"] for e in errors} == EXPECTED_KINDS
+    assert all(e["message"] and e["video"] for e in errors)
+
+
+def test_data_check_human_summary(sample_set):
+    result = rbft("data", "check", sample_set, "--no-cache", "--workers", "1")
+    assert result.returncode == 1
+    total = sum(1 for _ in open(sample_set))
+    assert f"{total - len(EXPECTED_KINDS)} of {total} videos usable" in result.stdout.replace("\n", " ")
+    assert "truncated" in result.stdout
+
+
+def test_all_usable_exits_0_and_a_folder_works(tmp_path):
+    write_video(tmp_path / "a.mp4")
+    write_video(tmp_path / "b c.webm", codec="vp9")
+    result = rbft("data", "check", tmp_path, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(r["id"] for r in json.loads(result.stdout)) == ["a.mp4", "b c.webm"]
+
+
+def test_unusable_manifest_exits_2(tmp_path):
+    bad = tmp_path / "m.jsonl"
+    bad.write_text('{"video": "a.mp4", "split": "dev"}\n{oops\n')
+    result = rbft("data", "check", bad, "--json")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "line 1" in result.stderr and "line 2" in result.stderr
+
+
+def test_labels_checked_against_the_config_task(tmp_path):
+    write_video(tmp_path / "a.mp4")
+    (tmp_path / "m.jsonl").write_text('{"video": "a.mp4", "label": "burglary"}\n')
+    (tmp_path / "exp.yaml").write_text(
+        "name: t\ntask: {name: t, persona: p, question: q, labels: {normal: n, abnormal: a}}\n"
+        "data: {manifest: m.jsonl, num_frames: 4}\nmodel: {name_or_path: m}\n"
+    )
+    result = rbft("data", "check", tmp_path / "m.jsonl", "--config", tmp_path / "exp.yaml")
+    assert result.returncode == 2 and "burglary" in result.stderr
+    (tmp_path / "m.jsonl").write_text('{"video": "a.mp4", "label": "normal"}\n')
+    result = rbft("data", "check", tmp_path / "m.jsonl", "--config", tmp_path / "exp.yaml", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)[0]["frames_sampled"] == 4
+
+
+def test_demo_runs_and_says_what_is_missing(tmp_path):
+    result = rbft("demo", "--out", tmp_path / "demo")
+    assert result.returncode == 0, result.stderr
+    assert "Not built yet" in result.stdout
+    assert (tmp_path / "demo" / "errors.jsonl").read_text().count("\n") == len(EXPECTED_KINDS)

@@ -1,0 +1,84 @@
+"""Experiment configs: typed, and every mistake named by key and file."""
+
+import textwrap
+
+import pytest
+
+from rbft.config import load_config
+from rbft.errors import ConfigError
+
+GOOD = """
+name: home-security-demo
+task:
+  name: home-security
+  persona: Smart Home Security Expert
+  question: Is the activity in this video normal, abnormal or vague?
+  labels:
+    normal: routine activity of residents, visitors, pets
+    abnormal: intrusion, theft, wildlife at the house, a fall, danger to a child
+    vague: cannot be judged from the video alone
+data:
+  manifest: data/manifest.jsonl
+  num_frames: 8
+model:
+  name_or_path: Qwen/Qwen2.5-VL-7B-Instruct
+training:
+  method: lora
+  stage1: {epochs: 2, learning_rate: 0.0002}
+seeds: [0, 1, 2]
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "exp.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def error_of(tmp_path, text):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message
+    return message
+
+
+def test_a_good_config_loads_typed(tmp_path):
+    config = load_config(write(tmp_path, GOOD))
+    assert list(config.task.labels) == ["normal", "abnormal", "vague"]
+    assert config.data.manifest == tmp_path / "data" / "manifest.jsonl"
+    assert config.training.stage1.epochs == 2.0 and config.training.stage2.epochs == 3.0
+    assert config.seeds == [0, 1, 2]
+    assert config.model.trust_remote_code is False
+    assert config.data.sampling().num_frames == 8
+
+
+def test_unknown_key_is_named(tmp_path):
+    message = error_of(tmp_path, GOOD.replace("  num_frames: 8", "  num_frame: 8"))
+    assert "data.num_frame: unknown key" in message
+
+
+def test_bad_values_are_named(tmp_path):
+    assert "data.num_frames" in error_of(tmp_path, GOOD.replace("num_frames: 8", "num_frames: 0"))
+    assert "training.method" in error_of(tmp_path, GOOD.replace("method: lora", "method: qlora-ish"))
+    one_label = GOOD.replace("    abnormal: intrusion, theft, wildlife at the house, a fall, danger to a child\n", "")
+    one_label = one_label.replace("    vague: cannot be judged from the video alone\n", "")
+    assert "task.labels" in error_of(tmp_path, one_label)
+    assert "model: required key is missing" in error_of(tmp_path, GOOD.split("model:")[0])
+
+
+def test_fps_or_num_frames_not_both(tmp_path):
+    assert "either num_frames or fps" in error_of(tmp_path, GOOD.replace("num_frames: 8", "num_frames: 8\n  fps: 2"))
+    config = load_config(write(tmp_path, GOOD.replace("num_frames: 8", "fps: 2")))
+    assert config.data.sampling().fps == 2 and config.data.sampling().num_frames is None
+
+
+def test_broken_yaml_gives_the_line(tmp_path):
+    assert "line 3" in error_of(tmp_path, "name: x\ntask:\n  labels: [a, b\n")
+    assert "expected a mapping" in error_of(tmp_path, "- just\n- a list\n")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
