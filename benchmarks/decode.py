@@ -10,7 +10,6 @@ line printed is one JSON object with every figure.
 
 from __future__ import annotations
 
-import fractions
 import json
 import platform
 import statistics

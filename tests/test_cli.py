@@ -41,7 +41,8 @@ def test_data_check_json_lists_every_video(sample_set, tmp_path):
             assert not row["ok"] and row["error_kind"] == EXPECTED_KINDS[row["id"]] and row["message"]
         else:
             assert row["ok"] and row["frames_sampled"] == 8 and row["error_kind"] is None, row
-            assert (row["width"], row["height"]) == (96, 64)  # upright, the phone clip included
+            upright = (64, 96) if row["id"] == "phone_portrait" else (96, 64)  # stored 96x64, turned 90 degrees
+            assert (row["width"], row["height"]) == upright, row
     assert rows["h264_mp4"]["duration_s"] == pytest.approx(2.0, abs=0.01)
     assert rows["variable_rate"]["duration_s"] == pytest.approx(1.6 + 0.125, abs=0.06)
     errors = [json.loads(line) for line in open(tmp_path / "errors.jsonl")]

@@ -45,7 +45,9 @@ def data_check(
     source: Path = typer.Argument(..., help="A manifest (.jsonl or .csv), or a folder of videos."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON list, an object per video."),
     errors: Optional[Path] = typer.Option(None, "--errors", help="Write unusable videos to this errors.jsonl."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Experiment YAML: check labels against its task and use its frame sampling."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="Experiment YAML: check labels against its task and use its frame sampling."
+    ),
     workers: int = typer.Option(0, "--workers", help="Parallel decoding processes (0: one per core)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or fill the decoded-frame cache."),
 ) -> None:

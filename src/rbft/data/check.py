@@ -40,10 +40,16 @@ class CheckResult:
         return asdict(self)
 
 
+_caches: dict[str, FrameCache] = {}  # one per cache folder and process: it tracks the folder's size
+
+
 def check_video(record_id: str, video: str, sampling: FrameSampling, cache_root: str | None) -> CheckResult:
     """Decode one video as training would; never raises."""
     try:
-        clip = FrameCache(cache_root).load(video, sampling) if cache_root else read_video(video, sampling)
+        if cache_root:
+            clip = _caches.setdefault(cache_root, FrameCache(cache_root)).load(video, sampling)
+        else:
+            clip = read_video(video, sampling)
     except VideoError as e:
         return CheckResult(record_id, video, False, e.kind, e.message)
     except Exception as e:  # noqa: BLE001 - an unforeseen failure is this video's problem, not the run's
@@ -116,7 +122,8 @@ def write_errors(results: Sequence[CheckResult], path: str | Path) -> int:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         for r in bad:
-            f.write(json.dumps({"id": r.id, "video": r.video, "kind": r.error_kind, "message": r.message}, ensure_ascii=False) + "\n")
+            line = {"id": r.id, "video": r.video, "kind": r.error_kind, "message": r.message}
+            f.write(json.dumps(line, ensure_ascii=False) + "\n")
     return len(bad)
 
 

@@ -51,7 +51,9 @@ def open_container(path: Path):
     if videos:
         raise VideoError("decode_error", path, "its video codec is unknown to ffmpeg. " + REENCODE)
     if has_audio:
-        raise VideoError("no_video_stream", path, "has audio but no video stream. Use the video file, or drop it from the manifest.")
+        raise VideoError(
+            "no_video_stream", path, "has audio but no video stream. Use the video file, or drop it from the manifest."
+        )
     raise VideoError(
         "not_a_video", path,
         "ffmpeg finds no audio or video in it: it is not a media file. Check that the path points to the video.",

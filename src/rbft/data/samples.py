@@ -144,7 +144,8 @@ def write_sample_set(out: str | Path) -> Path:
     add("h264_mkv", write_video(videos / "h264.mkv", codec="h264"), "normal")
     add("h264_mov", write_video(videos / "h264.mov", codec="h264", with_audio=True), "normal")
     add("h264_ts", write_video(videos / "h264.ts", codec="h264"), "normal")
-    add("phone_portrait", write_video(videos / "phone portrait é.mp4", codec="h264", rotation=90), "abnormal")
+    portrait = write_video(videos / "phone portrait é.mp4", codec="h264", width=64, height=96, rotation=90)
+    add("phone_portrait", portrait, "abnormal")
     vfr = [0.0, 0.05, 0.1, 0.6, 0.65, 1.5, 1.55, 1.6]
     add("variable_rate", write_video(videos / "vfr.mkv", codec="h264", frames=len(vfr), times=vfr), "abnormal")
     whole = write_video(out / "whole.mp4", codec="h264", frames=48, options={"movflags": "faststart"})
