@@ -56,7 +56,7 @@ def data_check(
     Exit 0 when all are usable, 1 when some are not, 2 when the manifest itself is unusable.
     """
     from rbft.data.cache import FrameCache
-    from rbft.data.check import check_videos, summarize, write_errors
+    from rbft.data.check import summarize, write_errors
     from rbft.data.manifest import load_manifest, records_from_folder
     from rbft.data.video import FrameSampling
 
@@ -75,9 +75,7 @@ def data_check(
         err.print(f"[red]error:[/red] no videos found in {escape(str(source))}")
         raise typer.Exit(2)
 
-    cache = None if no_cache else FrameCache()
-    with _progress(len(records), "checking videos") as advance:
-        results = check_videos(records, sampling, cache=cache, workers=workers, on_result=lambda _: advance())
+    results = _check_with_progress(records, sampling, None if no_cache else FrameCache(), workers)
     if errors is not None:
         write_errors(results, errors)
     counts = summarize(results)
@@ -99,6 +97,13 @@ def _print_check(results, counts, errors_path) -> None:
     out.print(f"{counts['usable']} of {len(results)} videos usable" + (f"; dropped: {parts}" if parts else ""))
     if errors_path is not None and bad:
         out.print(f"error list written to {escape(str(errors_path))}")
+
+
+def _check_with_progress(records, sampling, cache, workers: int = 0):
+    from rbft.data.check import check_videos
+
+    with _progress(len(records), "checking videos") as advance:
+        return check_videos(records, sampling, cache=cache, workers=workers, on_result=lambda _: advance())
 
 
 class _progress:
@@ -131,7 +136,7 @@ def demo(
     vs direct SFT vs RB-FT) is not built yet.
     """
     from rbft.data.cache import FrameCache
-    from rbft.data.check import check_videos, summarize, write_errors
+    from rbft.data.check import summarize, write_errors
     from rbft.data.manifest import load_manifest
     from rbft.data.samples import write_sample_set
     from rbft.data.video import FrameSampling
@@ -139,9 +144,7 @@ def demo(
     out.print(f"[bold]rbft {rbft.__version__} demo[/bold]: the video layer on a sample dataset in {escape(str(out_dir))}")
     manifest = write_sample_set(out_dir / "samples")
     records = load_manifest(manifest)
-    cache = FrameCache(out_dir / "cache")
-    with _progress(len(records), "checking videos") as advance:
-        results = check_videos(records, FrameSampling(), cache=cache, on_result=lambda _: advance())
+    results = _check_with_progress(records, FrameSampling(), FrameCache(out_dir / "cache"))
     write_errors(results, out_dir / "errors.jsonl")
     table = Table("id", "ok", "kind", "upright size", "duration s", "frames", title="rbft data check")
     for r in results:
