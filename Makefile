@@ -30,6 +30,7 @@ test-slow: venv
 
 bench: venv
 	$(PY) benchmarks/decode.py
+	$(PY) benchmarks/base_model.py
 
 clean:
 	rm -rf $(VENV) rbft-demo .pytest_cache

@@ -91,5 +91,26 @@ def test_labels_checked_against_the_config_task(tmp_path):
 def test_demo_runs_and_says_what_is_missing(tmp_path):
     result = rbft("demo", "--out", tmp_path / "demo")
     assert result.returncode == 0, result.stderr
-    assert "Not built yet" in result.stdout
+    assert "Not built yet" in result.stdout and "rbft-world-base says" in result.stdout
+    assert len(list((tmp_path / "demo" / "world" / "videos").iterdir())) == 4
     assert (tmp_path / "demo" / "errors.jsonl").read_text().count("\n") == len(EXPECTED_KINDS)
+
+
+def test_world_generate_writes_a_dataset_that_passes_the_data_check(tmp_path):
+    result = rbft("world", "generate", "--out", tmp_path / "w", "--train", 6, "--val", 2, "--test", 4, "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert sum(info["labels"]["home-security"]["train"].values()) == 6
+    assert sum(info["labels"]["wildlife-and-pets"]["test"].values()) == 4
+    check = rbft("data", "check", tmp_path / "w" / "home-security.jsonl", "--json")
+    assert check.returncode == 0, check.stdout
+    assert all(row["ok"] and row["width"] == 128 for row in json.loads(check.stdout))
+
+
+@pytest.mark.slow
+def test_world_pretrain_makes_a_loadable_model(tmp_path):
+    result = rbft("world", "pretrain", "--out", tmp_path / "base", "--work", tmp_path / "work", "--clips", 4,
+                  "--epochs", 1)
+    assert result.returncode == 0, result.stderr
+    assert "base model written" in result.stdout
+    assert (tmp_path / "base" / "model.safetensors").exists() and (tmp_path / "base" / "README.md").exists()

@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Check datasets before any training.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+world_app = typer.Typer(help="The built-in synthetic smart-home world and its base model.", no_args_is_help=True)
+app.add_typer(world_app, name="world")
 out = Console()
 err = Console(stderr=True)
 
@@ -124,6 +126,57 @@ class _progress:
         self.bar.stop()
 
 
+@world_app.command("generate")
+def world_generate(
+    out_dir: Path = typer.Option(..., "--out", help="Folder for videos, scenes.jsonl, manifests and task YAMLs."),
+    seed: int = typer.Option(0, "--seed", help="The same seed writes byte-identical files."),
+    train: int = typer.Option(200, "--train", min=0, help="Labelled training clips."),
+    val: int = typer.Option(60, "--val", min=0, help="Validation clips."),
+    test: int = typer.Option(400, "--test", min=0, help="Test clips."),
+    as_json: bool = typer.Option(False, "--json", help="Print the label counts as one JSON object."),
+) -> None:
+    """Draw the synthetic smart-home world as video files, scene records and one manifest per task."""
+    from rbft.world.generate import Splits, generate_world
+
+    splits = Splits(train, val, test)
+    with _progress(splits.total, "drawing clips") as advance:
+        info = generate_world(out_dir, seed=seed, splits=splits, on_clip=advance)
+    if as_json:
+        print(json.dumps(info, sort_keys=True))
+        return
+    for task, by_split in info["labels"].items():
+        names = sorted({name for counts in by_split.values() for name in counts})
+        table = Table("split", *names, title=task)
+        for split, counts in by_split.items():
+            table.add_row(split, *(str(counts.get(name, 0)) for name in names))
+        out.print(table)
+    out.print(f"wrote {splits.total} clips to {escape(str(out_dir))}: manifests "
+              + ", ".join(f"{t}.jsonl" for t in info["labels"]) + ", scenes.jsonl (ground truth with boxes)")
+
+
+@world_app.command("pretrain")
+def world_pretrain(
+    out_dir: Path = typer.Option(..., "--out", help="Folder for the new base model (a Hugging Face model folder)."),
+    work: Optional[Path] = typer.Option(
+        None, "--work", help="Folder for clips and checkpoints; a rerun resumes there (default: in the rbft cache)."
+    ),
+    clips: Optional[int] = typer.Option(None, "--clips", min=1, help="Pretraining clips (default: the recipe's)."),
+    epochs: Optional[float] = typer.Option(None, "--epochs", min=0.01, help="Epochs (default: the recipe's)."),
+) -> None:
+    """Make the base model the way the shipped one was made: pretrain a tiny Qwen2-VL on world captions."""
+    from dataclasses import replace
+
+    from rbft.data.cache import default_cache_dir
+    from rbft.world.pretrain import Recipe, pretrain
+
+    recipe = Recipe()
+    recipe = replace(recipe, clips=clips or recipe.clips, epochs=epochs or recipe.epochs)
+    work = work or default_cache_dir() / "pretrain" / recipe.key()
+    facts = pretrain(out_dir, work, recipe, log=lambda m: err.print(m))
+    out.print(f"base model written to {escape(str(out_dir))} ({facts['parameters'] / 1e6:.1f}M parameters, "
+              f"{facts['seconds']['training']:.0f} s of training, final loss {facts['final_loss']})")
+
+
 @app.command()
 def demo(
     out_dir: Path = typer.Option(Path("rbft-demo"), "--out", help="Folder for everything the demo writes."),
@@ -132,8 +185,9 @@ def demo(
 
     Today: write a sample dataset (clips in every supported container and codec, a
     rotated phone clip, a variable-frame-rate clip, and broken files) and run the data
-    check on it. The full RB-FT experiment on the built-in smart-home world (zero-shot
-    vs direct SFT vs RB-FT) is not built yet.
+    check on it; then draw a few clips of the built-in smart-home world and let the
+    shipped base model describe them. The RB-FT experiment itself (zero-shot vs direct
+    SFT vs RB-FT) is not built yet.
     """
     from rbft.data.cache import FrameCache
     from rbft.data.check import summarize, write_errors
@@ -155,11 +209,34 @@ def demo(
     counts = summarize(results)
     out.print(f"{counts['usable']} of {len(results)} usable; the others are broken on purpose, each reported with its kind.")
     out.print(f"errors: {escape(str(out_dir / 'errors.jsonl'))}; try `rbft data check {escape(str(manifest))}`.")
+    _demo_world(out_dir / "world")
     out.print(
-        "[yellow]Not built yet:[/yellow] the synthetic smart-home world, the shipped tiny VLM, rationale "
-        "generation, Stage I / Stage II training and the zero-shot vs direct SFT vs RB-FT comparison. "
-        "This demo will run that experiment once they land."
+        "[yellow]Not built yet:[/yellow] rationale generation, Stage I / Stage II training and the "
+        "zero-shot vs direct SFT vs RB-FT comparison. This demo will run that experiment once they land."
     )
+
+
+def _demo_world(world: Path) -> None:
+    """A few clips of the built-in world, described by the shipped base model."""
+    from rbft.data.collate import Example, VideoChatCollator
+    from rbft.data.video import read_video
+    from rbft.generation import generate
+    from rbft.modeling import load_model, load_processor
+    from rbft.world.captions import DESCRIBE
+    from rbft.world.generate import Splits, generate_world, load_scenes
+    from rbft.world.pretrain import SAMPLING
+
+    generate_world(world, seed=0, splits=Splits(0, 0, 4))
+    scenes = load_scenes(world)
+    collator = VideoChatCollator(load_processor("rbft-world-base"), lambda p: read_video(p, SAMPLING).frames)
+    examples = [Example(i, world / "videos" / f"{i}.mp4", DESCRIBE) for i in scenes]
+    texts = generate(load_model("rbft-world-base", dtype="float32"), collator, examples, max_new_tokens=80)
+    table = Table("clip", "truth (scene record)", "rbft-world-base says", title="the built-in world")
+    for (clip_id, row), text in zip(scenes.items(), texts):
+        main = row["subjects"][0]
+        table.add_row(clip_id, f"{main['kind']}, {main['action']}, {row['scene']}, {row['time']}", escape(text))
+    out.print(table)
+    out.print(f"world clips: {escape(str(world))}; draw more with `rbft world generate --out DIR`.")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,89 @@
+"""From (video, prompt, target) examples to a model batch: the model's own chat template and processor.
+
+The loss is on the assistant's reply only. The reply's first token is found by
+rendering the same conversation without the reply (with the generation prompt):
+every chat template renders that as a prefix of the full conversation, so the
+prefix's token count, after the processor has expanded the video placeholder, is
+where the reply starts. Padding follows the processor's tokenizer (left or right).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training or scoring conversation: system persona, the video and a prompt, the reply."""
+
+    id: str
+    video: Path
+    prompt: str
+    target: str = ""
+    system: str | None = None
+
+
+def messages(example: Example, with_target: bool = True) -> list[dict]:
+    """The conversation in the Hugging Face chat format, video before the prompt as the paper's code does."""
+    turns = [] if example.system is None else [{"role": "system", "content": [{"type": "text", "text": example.system}]}]
+    turns.append({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": example.prompt}]})
+    if with_target:
+        turns.append({"role": "assistant", "content": [{"type": "text", "text": example.target}]})
+    return turns
+
+
+class VideoChatCollator:
+    """Callable that turns a list of `Example`s into tensors with `labels` masked outside the replies.
+
+    `frames(path)` returns a clip's sampled frames as (T, H, W, 3) uint8, from the frame cache
+    or from memory; T is rounded down to the processor's temporal patch size.
+    """
+
+    def __init__(self, processor, frames: Callable[[Path], np.ndarray], fps: float | None = None):
+        self.processor = processor
+        self.frames = frames
+        self.fps = fps
+        self.temporal = getattr(processor.video_processor, "temporal_patch_size", 1) or 1
+
+    def videos(self, examples: Sequence[Example]) -> list[np.ndarray]:
+        clips = []
+        for example in examples:
+            clip = self.frames(example.video)
+            keep = max(self.temporal, len(clip) - len(clip) % self.temporal)
+            clips.append(clip[:keep] if len(clip) >= keep else np.concatenate([clip] * keep)[:keep])
+        return clips
+
+    def encode(self, texts: list[str], videos: list[np.ndarray]) -> dict:
+        return self.processor(text=texts, videos=videos, padding=True, return_tensors="pt",
+                              videos_kwargs={"do_sample_frames": False})
+
+    def prompts(self, examples: Sequence[Example]) -> dict:
+        """The batch up to and including the generation prompt (for scoring and generation)."""
+        texts = [self.processor.apply_chat_template(messages(e, False), add_generation_prompt=True, tokenize=False)
+                 for e in examples]
+        return self.encode(texts, self.videos(examples))
+
+    def __call__(self, examples: Sequence[Example]) -> dict:
+        videos = self.videos(examples)
+        full = [self.processor.apply_chat_template(messages(e), tokenize=False) for e in examples]
+        prefix = [self.processor.apply_chat_template(messages(e, False), add_generation_prompt=True, tokenize=False)
+                  for e in examples]
+        batch = self.encode(full, videos)
+        starts = self.processor(text=prefix, videos=videos, padding=False,
+                                videos_kwargs={"do_sample_frames": False})["input_ids"]
+        labels = torch.full_like(batch["input_ids"], IGNORE)
+        for row, prompt_ids in enumerate(starts):
+            first = int(batch["attention_mask"][row].nonzero()[0])  # after left padding, if any
+            end = first + int(batch["attention_mask"][row].sum())
+            begin = first + len(prompt_ids)
+            assert batch["input_ids"][row, first:begin].tolist() == list(prompt_ids), "prompt is not a prefix"
+            labels[row, begin:end] = batch["input_ids"][row, begin:end]
+        batch["labels"] = labels
+        return dict(batch)

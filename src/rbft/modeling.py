@@ -1,0 +1,64 @@
+"""The one place that loads models and processors: Hugging Face Auto classes, local folder or hub name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor, PretrainedConfig, PreTrainedModel
+
+from rbft.errors import ConfigError
+
+# the base VLM that rbft pretrains on its synthetic world and ships (see rbft.world.pretrain)
+SHIPPED_MODEL = Path(__file__).parent / "world" / "base_model"
+DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve(name_or_path: str | Path) -> str:
+    """`rbft-world-base` (the shipped model) or a folder or a hub name, as `from_pretrained` takes it."""
+    if str(name_or_path) in ("rbft-world-base", "builtin"):
+        return str(SHIPPED_MODEL)
+    return str(name_or_path)
+
+
+def load_model(name_or_path: str | Path, dtype: str = "auto", attn_implementation: str = "sdpa",
+               trust_remote_code: bool = False) -> PreTrainedModel:
+    """A vision-language model with its generation head, loaded from safetensors."""
+    source = resolve(name_or_path)
+    try:
+        return AutoModelForImageTextToText.from_pretrained(
+            source, dtype=DTYPES.get(dtype, dtype), attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code, use_safetensors=True)
+    except (OSError, ValueError) as error:
+        raise ConfigError(_unloadable(source, "model", error)) from error
+
+
+def load_processor(name_or_path: str | Path, trust_remote_code: bool = False):
+    """The model's processor: tokenizer, chat template, and image/video preprocessing."""
+    source = resolve(name_or_path)
+    try:
+        processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        raise ConfigError(_unloadable(source, "processor", error)) from error
+    if getattr(processor, "video_processor", None) is None:
+        raise ConfigError(f"{source}: this processor has no video processor; rbft needs a video-capable VLM "
+                          "(Qwen2-VL, Qwen2.5-VL, Qwen3-VL, SmolVLM, LLaVA-OneVision, ...).")
+    return processor
+
+
+def new_model(config: PretrainedConfig, seed: int = 0) -> PreTrainedModel:
+    """A randomly initialised model of `config`'s architecture (the shipped model starts here)."""
+    torch.manual_seed(seed)
+    return AutoModelForImageTextToText.from_config(config)
+
+
+def _unloadable(source: str, what: str, error: Exception) -> str:
+    path = Path(source)
+    if path.exists() and not path.is_dir():
+        hint = "point model.name_or_path at the folder that holds config.json, not at a file"
+    elif path.is_dir():
+        hint = "the folder must hold config.json, the weights as *.safetensors, and the processor's files"
+    else:
+        hint = ("no such folder; as a hub name it needs network access or a copy in the Hugging Face cache "
+                "(set HF_HOME, or download it first with `hf download NAME`)")
+    return f"cannot load the {what} from {source}: {hint}. ({type(error).__name__}: {str(error).splitlines()[0]})"

@@ -1,0 +1,50 @@
+"""The training gateway refuses bad settings before any training, and trains what it should."""
+
+import pytest
+import torch
+
+from rbft.data.collate import Example, VideoChatCollator
+from rbft.errors import ConfigError
+from rbft.modeling import load_model, load_processor
+from rbft.training import TrainSettings, is_vision, prepare, train
+from rbft.world.generate import make_clip
+
+
+@pytest.fixture()
+def model():
+    return load_model("rbft-world-base", dtype="float32")
+
+
+def test_unknown_target_module_is_refused(model):
+    with pytest.raises(ConfigError, match="target_modules.*not_a_layer"):
+        prepare(model, TrainSettings(method="lora", target_modules=["q_proj", "not_a_layer"]))
+
+
+def test_empty_training_split_is_refused(model, tmp_path):
+    with pytest.raises(ConfigError, match="training split is empty"):
+        train(model, None, [], tmp_path, TrainSettings())
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_one_step_moves_trainable_and_only_trainable_parameters(model, tmp_path, method):
+    clip = make_clip(1, 0, "x")[1][::3][:4]
+    collator = VideoChatCollator(load_processor("rbft-world-base"), lambda _: clip)
+    examples = [Example("a", "v", "Describe the video.", "A cat is lingering.")] * 2
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    settings = TrainSettings(method=method, epochs=1, learning_rate=1e-2, batch_size=2, warmup_ratio=0.0)
+    trained = train(model, collator, examples, tmp_path, settings)
+    moved = {n.replace("base_model.model.", "").replace(".base_layer", ""): not torch.equal(before.get(
+        n.replace("base_model.model.", "").replace(".base_layer", ""), p), p.detach())
+        for n, p in trained.named_parameters() if "lora_" not in n}
+    trainable = {n for n, p in trained.named_parameters() if p.requires_grad}
+    if method == "full":
+        assert trainable and all(moved[n] for n in trainable)
+        assert not any(moved[n] for n in moved if n not in trainable)
+        assert all(is_vision(n) for n in before if n not in trainable)
+    else:
+        assert trainable and all("lora_" in n for n in trainable)
+        assert not any(moved.values())  # the base weights stay frozen under LoRA
+        lora = {n: p for n, p in trained.named_parameters() if "lora_B" in n}
+        assert lora and all(p.abs().sum() > 0 for p in lora.values())  # B starts at zero; a step moves it
+        assert not any(is_vision(n.replace("base_model.model.", "")) for n in lora)
+    assert (tmp_path / "train_log.jsonl").exists()

@@ -1,0 +1,67 @@
+"""The shipped base model and the recipe that makes it."""
+
+import json
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from rbft.data.video import read_video
+from rbft.modeling import SHIPPED_MODEL
+from rbft.world.generate import Splits, generate_world, load_scenes
+from rbft.world.judge import named_scene, named_subject
+from rbft.world.pretrain import SAMPLING, Recipe, pretrain
+
+
+def _describe(model, processor, frames: list, prompt: str = "Describe the video.") -> list[str]:
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    processor.tokenizer.padding_side = "left"
+    batch = processor(text=[text] * len(frames), videos=frames, padding=True, return_tensors="pt",
+                      videos_kwargs={"do_sample_frames": False})
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=40, do_sample=False)
+    return processor.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def test_shipped_model_is_a_small_standard_folder():
+    files = {p.name: p.stat().st_size for p in SHIPPED_MODEL.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json",
+            "chat_template.jinja", "README.md"} <= set(files)
+    assert not [name for name in files if name.endswith((".bin", ".pt", ".pth", ".pkl"))]
+    assert files["model.safetensors"] <= 30 * 2**20
+    card = (SHIPPED_MODEL / "README.md").read_text()
+    assert "How it was made" in card and "What it scores" in card
+
+
+def test_shipped_model_loads_with_auto_classes_and_describes_world_clips(tmp_path):
+    model = AutoModelForImageTextToText.from_pretrained(SHIPPED_MODEL)
+    processor = AutoProcessor.from_pretrained(SHIPPED_MODEL)
+    assert type(model).__name__ == "Qwen2VLForConditionalGeneration"
+    generate_world(tmp_path, seed=21, splits=Splits(0, 0, 8))
+    scenes = load_scenes(tmp_path)
+    clips = [read_video(tmp_path / "videos" / f"{i}.mp4", SAMPLING).frames for i in scenes]
+    texts = _describe(model, processor, clips)
+    # a description in the world's words: a subject and a scene it knows (how often they are the
+    # right ones is measured by benchmarks/base_model.py and stated in the model card)
+    assert all(named_subject(t) and named_scene(t) for t in texts), texts
+
+
+def test_pretraining_recipe_runs_end_to_end_at_small_scale(tmp_path):
+    recipe = Recipe(clips=6, examples_per_clip=1, epochs=1, batch_size=3)
+    facts = pretrain(tmp_path / "model", tmp_path / "work", recipe, log=lambda _: None)
+    assert facts["conversations"] == 6 and facts["final_loss"] is not None
+    log = [json.loads(line) for line in (tmp_path / "work" / "train" / "train_log.jsonl").read_text().splitlines()]
+    assert any("loss" in row or "train_loss" in row for row in log)
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "model")
+    processor = AutoProcessor.from_pretrained(tmp_path / "model")
+    frames = read_video(next((tmp_path / "work" / "videos").iterdir()), SAMPLING).frames
+    assert isinstance(_describe(model, processor, [frames])[0], str)
+    assert "How it was made" in (tmp_path / "model" / "README.md").read_text()
+
+
+def test_shipped_tokenizer_encodes_any_text_and_knows_the_vision_tokens():
+    processor = AutoProcessor.from_pretrained(SHIPPED_MODEL)
+    text = "Smart Home Security Expert: naïve 日本語 <abnormal>\ttabs"
+    assert processor.tokenizer.decode(processor.tokenizer(text)["input_ids"]) == text
+    config = json.loads((SHIPPED_MODEL / "config.json").read_text())
+    assert processor.tokenizer.convert_tokens_to_ids("<|video_pad|>") == config["video_token_id"]
