@@ -1,10 +1,11 @@
 """From (video, prompt, target) examples to a model batch: the model's own chat template and processor.
 
-The loss is on the assistant's reply only. The reply's first token is found by
-rendering the same conversation without the reply (with the generation prompt):
-every chat template renders that as a prefix of the full conversation, so the
-prefix's token count, after the processor has expanded the video placeholder, is
-where the reply starts. Padding follows the processor's tokenizer (left or right).
+The loss is on the assistant's reply only. Rendering the same conversation without
+the reply (with the generation prompt) gives a prefix of the full text; what follows
+it (the reply and the template's end of turn) holds no video placeholder, so the
+tokenizer alone gives its length, and the reply is that many tokens at the end of
+each row. The videos go through the processor once. Padding follows the processor's
+tokenizer (left or right).
 """
 
 from __future__ import annotations
@@ -46,10 +47,9 @@ class VideoChatCollator:
     or from memory; T is rounded down to the processor's temporal patch size.
     """
 
-    def __init__(self, processor, frames: Callable[[Path], np.ndarray], fps: float | None = None):
+    def __init__(self, processor, frames: Callable[[Path], np.ndarray]):
         self.processor = processor
         self.frames = frames
-        self.fps = fps
         self.temporal = getattr(processor.video_processor, "temporal_patch_size", 1) or 1
 
     def videos(self, examples: Sequence[Example]) -> list[np.ndarray]:
@@ -64,26 +64,26 @@ class VideoChatCollator:
         return self.processor(text=texts, videos=videos, padding=True, return_tensors="pt",
                               videos_kwargs={"do_sample_frames": False})
 
+    def prefix(self, example: Example) -> str:
+        """The conversation's text up to and including the generation prompt."""
+        return self.processor.apply_chat_template(messages(example, False), add_generation_prompt=True, tokenize=False)
+
     def prompts(self, examples: Sequence[Example]) -> dict:
         """The batch up to and including the generation prompt (for scoring and generation)."""
-        texts = [self.processor.apply_chat_template(messages(e, False), add_generation_prompt=True, tokenize=False)
-                 for e in examples]
-        return self.encode(texts, self.videos(examples))
+        return self.encode([self.prefix(e) for e in examples], self.videos(examples))
 
     def __call__(self, examples: Sequence[Example]) -> dict:
-        videos = self.videos(examples)
         full = [self.processor.apply_chat_template(messages(e), tokenize=False) for e in examples]
-        prefix = [self.processor.apply_chat_template(messages(e, False), add_generation_prompt=True, tokenize=False)
-                  for e in examples]
-        batch = self.encode(full, videos)
-        starts = self.processor(text=prefix, videos=videos, padding=False,
-                                videos_kwargs={"do_sample_frames": False})["input_ids"]
+        batch = self.encode(full, self.videos(examples))
         labels = torch.full_like(batch["input_ids"], IGNORE)
-        for row, prompt_ids in enumerate(starts):
-            first = int(batch["attention_mask"][row].nonzero()[0])  # after left padding, if any
-            end = first + int(batch["attention_mask"][row].sum())
-            begin = first + len(prompt_ids)
-            assert batch["input_ids"][row, first:begin].tolist() == list(prompt_ids), "prompt is not a prefix"
+        for row, (text, example) in enumerate(zip(full, examples)):
+            prefix = self.prefix(example)
+            assert text.startswith(prefix), "the chat template does not render the prompt as a prefix"
+            reply = self.processor.tokenizer(text[len(prefix):], add_special_tokens=False)["input_ids"]
+            mask = batch["attention_mask"][row]
+            end = int(mask.nonzero()[0]) + int(mask.sum())  # after left padding, if any
+            begin = end - len(reply)
+            assert batch["input_ids"][row, begin:end].tolist() == list(reply), "the reply tokenizes differently"
             labels[row, begin:end] = batch["input_ids"][row, begin:end]
         batch["labels"] = labels
         return dict(batch)

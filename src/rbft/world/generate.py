@@ -61,14 +61,19 @@ def make_clip(seed: int, index: int, clip_id: str) -> tuple[SceneRecord, np.ndar
     return record, render(record, rng)
 
 
-def generate_clips(out: str | Path, seed: int, count: int, first: int = 0, prefix: str = "clip",
+def generate_clips(out: str | Path, seed: int, count: int, prefix: str = "clip", transform=None,
                    on_clip=None) -> list[SceneRecord]:
-    """Write clips `first .. first+count-1` as `out/videos/<id>.mp4`; return their scene records."""
+    """Write clips `0 .. count-1` as `out/videos/<prefix>_<index>.mp4`; return their scene records.
+
+    `transform(index, record, frames)`, when given, returns the frames to write instead.
+    """
     videos = Path(out) / "videos"
     videos.mkdir(parents=True, exist_ok=True)
     records = []
-    for index in range(first, first + count):
+    for index in range(count):
         record, frames = make_clip(seed, index, f"{prefix}_{index:05d}")
+        if transform is not None:
+            frames = transform(index, record, frames)
         write_clip(videos / f"{record.id}.mp4", frames)
         records.append(record)
         if on_clip is not None:

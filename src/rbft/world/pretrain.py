@@ -24,7 +24,7 @@ from rbft.modeling import new_model
 from rbft.training import TrainSettings, train
 from rbft.world.basemodel import build_processor, corpus, model_config, train_tokenizer
 from rbft.world.captions import PROMPTS, answer
-from rbft.world.generate import make_clip, write_clip
+from rbft.world.generate import generate_clips
 
 KIND_WEIGHTS = {"structured": 0.45, "caption": 0.25, "who": 0.1, "where": 0.08, "action": 0.08, "time": 0.04}
 SYSTEMS = (None, None, "You are a video analyst.", "You are a careful observer of home camera footage.",
@@ -96,17 +96,14 @@ def close_up(frames: np.ndarray, record, zoom: float) -> np.ndarray:
 
 def pretraining_clips(work: Path, recipe: "Recipe") -> list:
     """Write the recipe's clips (some as close-ups) to `work/videos`; return their scene records."""
-    videos = work / "videos"
-    videos.mkdir(parents=True, exist_ok=True)
-    records = []
-    for index in range(recipe.clips):
-        record, frames = make_clip(recipe.seed, index, f"pre_{index:05d}")
+
+    def maybe_close_up(index: int, record, frames: np.ndarray) -> np.ndarray:
         zoom = np.random.default_rng([recipe.seed, index, 1])
         if zoom.random() < recipe.zoom_share and any(b is not None for b in record.main.boxes):
-            frames = close_up(frames, record, float(zoom.uniform(1.6, 2.4)))
-        write_clip(videos / f"{record.id}.mp4", frames)
-        records.append(record)
-    return records
+            return close_up(frames, record, float(zoom.uniform(1.6, 2.4)))
+        return frames
+
+    return generate_clips(work, recipe.seed, recipe.clips, prefix="pre", transform=maybe_close_up)
 
 
 def decode_all(paths: list[Path]) -> dict[Path, np.ndarray]:
