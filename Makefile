@@ -31,6 +31,7 @@ test-slow: venv
 bench: venv
 	$(PY) benchmarks/decode.py
 	$(PY) benchmarks/base_model.py
+	$(PY) benchmarks/generation.py
 
 clean:
 	rm -rf $(VENV) rbft-demo .pytest_cache

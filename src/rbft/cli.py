@@ -126,6 +126,86 @@ class _progress:
         self.bar.stop()
 
 
+@app.command("run")
+def run_command(
+    config: Path = typer.Argument(..., help="The experiment YAML (see `rbft demo --write-config`)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<config name>)."),
+    only: Optional[str] = typer.Option(None, "--only", help="Run this stage only (after the data check it needs)."),
+    resume: bool = typer.Option(True, "--resume/--no-resume",
+                                help="Skip finished stages and resume cut ones (default), or start them afresh."),
+) -> None:
+    """Run the experiment's stages in order; a re-run skips what is done and resumes what was cut short."""
+    from rbft.config import load_config
+    from rbft.pipeline import run
+
+    try:
+        cfg = load_config(config)
+        folder = out_dir or Path("runs") / cfg.name
+        with _bars() as progress:
+            facts = run(cfg, folder, only=only, fresh=not resume, log=lambda m: err.print(escape(m)),
+                        progress=progress)
+    except RbftError as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    if "rationales" in facts and facts["rationales"]:
+        r = facts["rationales"]
+        table = Table("records", "kept", "rejected", "words (median)", title=f"rationales ({escape(str(folder))})")
+        table.add_row(str(r["records"]), str(r["kept"]), str(r["rejected"]), str(r["words"].get("median", "")))
+        out.print(table)
+        for reason, n in r["rejected_by_reason"].items():
+            out.print(f"  rejected, {escape(reason)}: {n}")
+
+
+class _bars:
+    """Progress bars on stderr, one per stage, made on demand: `progress(what, total)` returns a tick."""
+
+    def __enter__(self):
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), console=err, transient=True, disable=not sys.stderr.isatty())
+        self.bar.start()
+
+        def progress(what: str, total: int):
+            task = self.bar.add_task(what, total=total)
+            return lambda: self.bar.advance(task)
+
+        return progress
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
+
+
+@app.command()
+def serve(
+    model: str = typer.Option(..., "--model", help="A model folder, hub name, or rbft-world-base."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (default: this machine only)."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    name: Optional[str] = typer.Option(None, "--name", help="The model name clients send (default: --model)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Requests generated together at most."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run the model repo's own code."),
+) -> None:
+    """Answer OpenAI-compatible chat completions (frames as images) with any rbft model."""
+    from rbft.modeling import load_model, load_processor
+    from rbft.serve import make_server
+
+    try:
+        processor = load_processor(model, trust_remote_code)
+        loaded = load_model(model, dtype, trust_remote_code=trust_remote_code)
+    except RbftError as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    server = make_server(loaded, processor, name or model, host, port, batch_size)
+    # plain print: one unwrapped line that scripts (and the tests) read the port from
+    print(f"serving {name or model} at http://{host}:{server.server_port}/v1 (Ctrl-C stops)", file=sys.stderr,
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 @world_app.command("generate")
 def world_generate(
     out_dir: Path = typer.Option(..., "--out", help="Folder for videos, scenes.jsonl, manifests and task YAMLs."),
@@ -152,6 +232,8 @@ def world_generate(
         out.print(table)
     out.print(f"wrote {splits.total} clips to {escape(str(out_dir))}: manifests "
               + ", ".join(f"{t}.jsonl" for t in info["labels"]) + ", scenes.jsonl (ground truth with boxes)")
+    first = next(iter(info["labels"]))
+    out.print(f"next: rbft run {escape(str(out_dir / f'experiment-{first}.yaml'))} --only rationales")
 
 
 @world_app.command("pretrain")
@@ -211,8 +293,9 @@ def demo(
     out.print(f"errors: {escape(str(out_dir / 'errors.jsonl'))}; try `rbft data check {escape(str(manifest))}`.")
     _demo_world(out_dir / "world")
     out.print(
-        "[yellow]Not built yet:[/yellow] rationale generation, Stage I / Stage II training and the "
-        "zero-shot vs direct SFT vs RB-FT comparison. This demo will run that experiment once they land."
+        "[yellow]Not built yet:[/yellow] Stage I / Stage II training and the zero-shot vs direct SFT vs RB-FT "
+        "comparison. Rationales are: `rbft world generate --out W` then "
+        "`rbft run W/experiment-home-security.yaml --only rationales`."
     )
 
 

@@ -90,6 +90,35 @@ class TrainingConfig(_Strict):
     stage2: StageConfig = StageConfig(learning_rate=1e-4)
 
 
+class RationaleConfig(_Strict):
+    """Offline data construction: who writes the rationales, from which prompt, how, and which are kept."""
+
+    source: Literal["self", "teacher", "scene"] = Field(
+        default="self", description="self: the base model; teacher: `teacher`; scene: the world's ground truth")
+    teacher: str | None = Field(default=None, description="a teacher model's folder or hub name (source: teacher)")
+    label_hint: bool = Field(default=True, description="state the video's label in the prompt, as the authors did")
+    endpoint: str | None = Field(default=None, description="an OpenAI-compatible server's base URL, e.g. "
+                                 "http://127.0.0.1:8000/v1; unset: generate in this process")
+    endpoint_model: str | None = Field(default=None, description="the model name the server knows (default: "
+                                       "the teacher's or the base model's name)")
+    api_key_env: str = "OPENAI_API_KEY"
+    max_new_tokens: int = Field(default=256, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    do_sample: bool = False
+    temperature: float = Field(default=0.7, gt=0)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    concurrency: int = Field(default=4, ge=1)
+    timeout_s: float = Field(default=120.0, gt=0)
+    retries: int = Field(default=3, ge=0)
+    min_words: int = Field(default=12, ge=0)
+
+    @model_validator(mode="after")
+    def _teacher_named(self) -> "RationaleConfig":
+        if self.source == "teacher" and not (self.teacher or self.endpoint_model):
+            raise ValueError("source 'teacher' needs `teacher` (a model folder or hub name) or `endpoint_model`")
+        return self
+
+
 class ExperimentConfig(_Strict):
     """One experiment: a task, its data, a base model, and how to train and repeat it."""
 
@@ -97,6 +126,7 @@ class ExperimentConfig(_Strict):
     task: TaskConfig
     data: DataConfig
     model: ModelConfig
+    rationales: RationaleConfig = RationaleConfig()
     training: TrainingConfig = TrainingConfig()
     seeds: list[int] = Field(default=[0], min_length=1)
 

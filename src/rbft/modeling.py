@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import transformers
 from transformers import AutoModelForImageTextToText, AutoProcessor, PretrainedConfig, PreTrainedModel
 
 from rbft.errors import ConfigError
@@ -25,6 +26,7 @@ def load_model(name_or_path: str | Path, dtype: str = "auto", attn_implementatio
                trust_remote_code: bool = False) -> PreTrainedModel:
     """A vision-language model with its generation head, loaded from safetensors."""
     source = resolve(name_or_path)
+    transformers.utils.logging.disable_progress_bar()  # rbft shows its own progress
     try:
         return AutoModelForImageTextToText.from_pretrained(
             source, dtype=DTYPES.get(dtype, dtype), attn_implementation=attn_implementation,

@@ -1,6 +1,7 @@
 """The prompts of RB-FT: the persona, the rationale prompt (P_rationale) and the label prompt (P_label).
 
-Every prompt is a pure function of the task, so its sha256 versions it.
+Every prompt is a pure function of the task (and, for a label-conditioned rationale, of the
+video's label), so the sha256 of the text a model was given versions it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,14 @@ import hashlib
 from rbft.config import TaskConfig
 
 DIMENSIONS = ("subjects", "attributes", "actions", "scenes")
+# the layout a rationale is asked to follow: one line per dimension, then the reasoning and a verdict
+LAYOUT = ("Subjects: who or what appears.\n"
+          "Attributes: what each looks like (size, colour, clothing, what it carries).\n"
+          "Actions: what each does, in order.\n"
+          "Scenes: where and when it happens.\n"
+          "Reasoning: what in the video matters for the question, and why.\n"
+          "Conclusion: {options}")
+CONCLUSION = "Conclusion:"
 
 
 def system_prompt(task: TaskConfig) -> str:
@@ -24,17 +33,31 @@ def label_target(label: str) -> str:
     return f"<{label}>"
 
 
+def _options(task: TaskConfig) -> str:
+    return ", ".join(label_target(name) for name in task.labels)
+
+
 def label_prompt(task: TaskConfig) -> str:
     """P_label: the question, what each label means, and the answer format."""
     guide = "\n".join(f"- {label_target(name)}: {meaning}" for name, meaning in task.labels.items())
-    options = ", ".join(label_target(name) for name in task.labels)
-    return f"{task.question}\n{guide}\nAnswer with one of {options}."
+    return f"{task.question}\n{guide}\nAnswer with one of {_options(task)}."
 
 
-def rationale_prompt(task: TaskConfig) -> str:
-    """P_rationale without a label hint: describe along the four dimensions, then what matters for the task."""
-    return (f"Describe the video by its subjects, attributes, actions and scenes. "
-            f"Then explain what matters for this question: {task.question}")
+def rationale_prompt(task: TaskConfig, label: str | None = None) -> str:
+    """P_rationale: describe the video along the paper's four dimensions, reason about the task, conclude.
+
+    With `label` (label-conditioned, as the authors' own Stage I data was made) the prompt
+    states the video's ground-truth label and asks for the reasoning that leads to it;
+    without it (label-free) the model judges on its own.
+    """
+    if label is not None and label not in task.labels:
+        raise ValueError(f"label {label!r} is not one of the task's labels {list(task.labels)}")
+    text = ("Describe the video by its subjects, attributes, actions and scenes. "
+            f"Then explain what matters for this question: {task.question}\n")
+    if label is not None:
+        text += (f"The label of this video is {label_target(label)} ({task.labels[label]}); it is given to "
+                 "help you. Explain what in the video leads to it, as if you had found it yourself.\n")
+    return text + "Answer in this layout:\n" + LAYOUT.format(options=f"one of {_options(task)}")
 
 
 def sha256(text: str) -> str:

@@ -102,6 +102,7 @@ def generate_world(out: str | Path, seed: int = 0, splits: Splits = Splits(), on
                 counts[task].setdefault(split, {}).setdefault(name, 0)
                 counts[task][split][name] += 1
         (out / f"{task}.yaml").write_text(_task_yaml(config))
+        (out / f"experiment-{task}.yaml").write_text(_experiment_yaml(task, config))
     info = {"version": WORLD_VERSION, "seed": seed, "splits": splits.__dict__, "labels": counts}
     (out / "world.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return info
@@ -109,6 +110,15 @@ def generate_world(out: str | Path, seed: int = 0, splits: Splits = Splits(), on
 
 def _task_yaml(config) -> str:
     return yaml.safe_dump({"task": config.model_dump()}, sort_keys=False, width=120)
+
+
+def _experiment_yaml(task: str, config) -> str:
+    """An experiment over this world with the shipped base model, ready for `rbft run`."""
+    experiment = {"name": f"world-{task}", "task": config.model_dump(),
+                  "data": {"manifest": f"{task}.jsonl", "num_frames": 8, "max_pixels": 128 * 128},
+                  "model": {"name_or_path": "rbft-world-base", "dtype": "float32"},
+                  "rationales": {"source": "self", "label_hint": True, "max_new_tokens": 96, "batch_size": 16}}
+    return yaml.safe_dump(experiment, sort_keys=False, width=120)
 
 
 def load_scenes(world: str | Path) -> dict[str, dict]:

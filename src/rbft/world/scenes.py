@@ -174,3 +174,9 @@ def sample_scenario(rng: np.random.Generator, clip_id: str) -> SceneRecord:
                              if scene in w and k not in ("car", "bear", kind)})
         subjects.append(_subject(rng, second, _pick(rng, {"walking past": 1.0, "lingering": 0.6})))
     return SceneRecord(clip_id, scene, time, subjects)
+
+
+def scene_record(row: dict) -> SceneRecord:
+    """A SceneRecord back from its `scenes.jsonl` line."""
+    subjects = [Subject(**s) for s in row["subjects"]]
+    return SceneRecord(row["id"], row["scene"], row["time"], subjects, row.get("objects", {}))

@@ -84,3 +84,26 @@ RULES = {"home-security": home_security, "wildlife-and-pets": wildlife_and_pets}
 def label(task: str, record: SceneRecord) -> tuple[str, str]:
     """The ground-truth (label, sub-type) of `record` for `task`."""
     return RULES[task](record)
+
+
+_WHY = {
+    "wildlife": "A {kind} at a home is a wild animal where people live: a danger to them and to property.",
+    "child_danger": "A child alone by the pool is at risk of drowning.",
+    "fall": "A person who falls down may be hurt and need help.",
+    "theft": "Someone in a hoodie takes a package left at the house, which looks like theft.",
+    "intrusion": "Someone climbs the fence instead of using the door, which is how intruders come in.",
+    "package_at_night": "A package is taken at night: a resident or a thief, the video alone cannot tell.",
+    "loitering": "Someone lingers outside with no clear purpose; it may be innocent, the video alone cannot tell.",
+    "child_mishap": "A child climbing or falling may be play or an accident; the video alone cannot tell.",
+    "pet_mischief": "A pet knocks over a trash can: a mess, probably harmless, but not plainly routine.",
+    "wildlife_passing": "A raccoon passes by: common wildlife, not plainly a threat nor plainly routine.",
+    "routine": "What happens is routine: residents, visitors or pets going about ordinary activity.",
+}
+
+
+def explain(task: str, record: SceneRecord) -> str:
+    """Why the rules give `record` its label: the reasoning line of a ground-truth rationale."""
+    name, subtype = label(task, record)
+    if task == "home-security":
+        return _WHY[subtype].format(kind=next((s.kind for s in record.subjects if s.kind in ("bear", "raccoon")), ""))
+    return f"A {subtype} is in view." if subtype != "none" else "No animal is in view, only people or a car."

@@ -1,0 +1,73 @@
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rbft.world.generate import Splits, generate_world
+from rbft.world.tasks import TASKS
+
+
+@pytest.fixture(scope="session")
+def world_dir(tmp_path_factory) -> Path:
+    """A small world (24 training clips) plus one truncated training video."""
+    world = tmp_path_factory.mktemp("world")
+    generate_world(world, seed=3, splits=Splits(train=24, val=0, test=2))
+    clip = (world / "videos" / "clip_00000.mp4").read_bytes()
+    (world / "videos" / "broken.mp4").write_bytes(clip[: len(clip) // 2])
+    with open(world / "home-security.jsonl", "a") as f:
+        f.write(json.dumps({"id": "broken", "video": "videos/broken.mp4", "label": "normal", "split": "train"}) + "\n")
+    return world
+
+
+@pytest.fixture
+def make_config(world_dir, tmp_path):
+    """Write an experiment YAML over the world (a copy of its manifest, so edits stay local) and return its path."""
+
+    def make(**rationales) -> Path:
+        manifest = tmp_path / "home-security.jsonl"
+        if not manifest.exists():
+            shutil.copy(world_dir / "home-security.jsonl", manifest)
+            (tmp_path / "videos").symlink_to(world_dir / "videos")
+            shutil.copy(world_dir / "scenes.jsonl", tmp_path / "scenes.jsonl")
+        config = {"name": "t", "task": TASKS["home-security"].model_dump(),
+                  "data": {"manifest": str(manifest), "max_pixels": 128 * 128, "decode_workers": 1},
+                  "model": {"name_or_path": "rbft-world-base", "dtype": "float32"},
+                  "rationales": {"max_new_tokens": 48, "batch_size": 2, **rationales}}
+        path = tmp_path / f"config{len(list(tmp_path.glob('config*.yaml')))}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return make
+
+
+def rbft(*args, env=None, **kw) -> subprocess.Popen:
+    """`python -m rbft ARGS` in a subprocess, its output captured."""
+    return subprocess.Popen([sys.executable, "-m", "rbft", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, **kw)
+
+
+@pytest.fixture(scope="session")
+def server():
+    """`rbft serve` with the shipped model on 127.0.0.1 (a free port); yields its base URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "rbft", "serve", "--model", "rbft-world-base", "--port", "0",
+                             "--dtype", "float32"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    url = None
+    while url is None and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line and proc.poll() is not None:
+            raise RuntimeError("rbft serve exited before it served")
+        match = re.search(r"at (http://127\.0\.0\.1:\d+/v1)", line)
+        url = match.group(1) if match else None
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
