@@ -153,3 +153,19 @@ def test_two_processes_share_the_work_and_merge(make_config, tmp_path):
     assert "over 2 processes" in proc.stderr
     assert not list(out.glob("rationales.part*.jsonl"))
     check_complete(out, train_ids(config))
+
+
+def test_a_teacher_writes_the_rationales_and_is_named_in_them(make_config, tmp_path):
+    from rbft.modeling import SHIPPED_MODEL
+
+    config = load_config(make_config(source="teacher", teacher=str(SHIPPED_MODEL), max_new_tokens=24))
+    run(config, tmp_path / "run", only="rationales", log=lambda m: None)
+    rows = lines(tmp_path / "run" / "rationales.jsonl")
+    assert len(rows) == 24 and all(r["source"] == "teacher" and r["model"] == str(SHIPPED_MODEL) for r in rows)
+
+
+def test_teacher_source_without_a_teacher_is_a_config_error(make_config):
+    from rbft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="rationales: Value error, source 'teacher' needs `teacher`"):
+        load_config(make_config(source="teacher"))
