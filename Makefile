@@ -32,6 +32,7 @@ bench: venv
 	$(PY) benchmarks/decode.py
 	$(PY) benchmarks/base_model.py
 	$(PY) benchmarks/generation.py
+	$(PY) benchmarks/train.py
 
 clean:
 	rm -rf $(VENV) rbft-demo .pytest_cache

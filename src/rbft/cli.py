@@ -293,9 +293,9 @@ def demo(
     out.print(f"errors: {escape(str(out_dir / 'errors.jsonl'))}; try `rbft data check {escape(str(manifest))}`.")
     _demo_world(out_dir / "world")
     out.print(
-        "[yellow]Not built yet:[/yellow] Stage I / Stage II training and the zero-shot vs direct SFT vs RB-FT "
-        "comparison. Rationales are: `rbft world generate --out W` then "
-        "`rbft run W/experiment-home-security.yaml --only rationales`."
+        "[yellow]Not built yet:[/yellow] evaluation and the zero-shot vs direct SFT vs RB-FT comparison. "
+        "Rationales and training are: `rbft world generate --out W` then "
+        "`rbft run W/experiment-home-security.yaml`."
     )
 
 

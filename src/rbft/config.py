@@ -86,6 +86,14 @@ class TrainingConfig(_Strict):
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
     weight_decay: float = Field(default=0.1, ge=0)
     lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    gradient_checkpointing: bool = False
+    save_steps: int | None = Field(default=None, ge=1, description="checkpoint every N steps (default: each epoch)")
+    report_to: Literal["auto"] | list[str] = Field(
+        default="auto", description="auto: TensorBoard / W&B where installed; or a list, [] for none")
+    logging_steps: int = Field(default=10, ge=1)
+    keep_checkpoints: bool = Field(default=False, description="keep a finished stage's checkpoints (large on "
+                                   "real models; only a cut run needs them)")
+    select_best: bool = Field(default=True, description="label stages keep the epoch with the best val macro-F1")
     stage1: StageConfig = StageConfig(learning_rate=1e-4)
     stage2: StageConfig = StageConfig(learning_rate=1e-4)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -24,9 +27,21 @@ def resolve(name_or_path: str | Path) -> str:
 
 def load_model(name_or_path: str | Path, dtype: str = "auto", attn_implementation: str = "sdpa",
                trust_remote_code: bool = False) -> PreTrainedModel:
-    """A vision-language model with its generation head, loaded from safetensors."""
+    """A vision-language model with its generation head, loaded from safetensors.
+
+    A folder holding a PEFT adapter (`adapter_config.json`) loads its base model first,
+    by the reference the adapter records, then the adapter on top.
+    """
     source = resolve(name_or_path)
     transformers.utils.logging.disable_progress_bar()  # rbft shows its own progress
+    adapter = Path(source) / "adapter_config.json"
+    if adapter.is_file():
+        from peft import PeftModel
+
+        base = json.loads(adapter.read_text()).get("base_model_name_or_path")
+        if not base:
+            raise ConfigError(f"{source}: the adapter does not name its base model (base_model_name_or_path)")
+        return PeftModel.from_pretrained(load_model(base, dtype, attn_implementation, trust_remote_code), source)
     try:
         return AutoModelForImageTextToText.from_pretrained(
             source, dtype=DTYPES.get(dtype, dtype), attn_implementation=attn_implementation,
@@ -46,6 +61,42 @@ def load_processor(name_or_path: str | Path, trust_remote_code: bool = False):
         raise ConfigError(f"{source}: this processor has no video processor; rbft needs a video-capable VLM "
                           "(Qwen2-VL, Qwen2.5-VL, Qwen3-VL, SmolVLM, LLaVA-OneVision, ...).")
     return processor
+
+
+def save_model(model, processor, out: str | Path, merge: bool = True) -> Path:
+    """Write `model` and its processor as a folder `from_pretrained` loads (safetensors).
+
+    A PEFT model is merged into its base weights (`merge`) or saved as an adapter that names
+    its base. The folder appears whole or not at all: it is written beside and renamed.
+    """
+    out = Path(out)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if merge and hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.save_pretrained(tmp, safe_serialization=True)
+    processor.save_pretrained(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def model_skeleton(name_or_path: str | Path, trust_remote_code: bool = False) -> PreTrainedModel:
+    """The model's modules without weights (on the meta device): to check a config against it at no cost."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig
+
+    source = resolve(name_or_path)
+    adapter = Path(source) / "adapter_config.json"
+    if adapter.is_file():
+        source = resolve(json.loads(adapter.read_text()).get("base_model_name_or_path", ""))
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        raise ConfigError(_unloadable(source, "model", error)) from error
+    with init_empty_weights():
+        return AutoModelForImageTextToText.from_config(config, trust_remote_code=trust_remote_code)
 
 
 def new_model(config: PretrainedConfig, seed: int = 0) -> PreTrainedModel:

@@ -1,15 +1,17 @@
-"""The experiment of DESIGN.md, stage by stage: data check -> rationales -> (stage I -> stage II, baselines, eval).
+"""The experiment of DESIGN.md, stage by stage: data check -> rationales -> stage I -> stage II, and direct SFT.
 
-Each stage writes `done/<stage>.json` with the hash of the settings it depends on when it
-finishes; a re-run skips a stage whose hash matches and resumes one that was cut short.
-A stage whose settings changed starts afresh, and its earlier output is moved aside, not lost.
-Stage I, Stage II, direct SFT, evaluation and the report are not built yet; `run` says so.
+Each stage writes `done/<stage>[-seed<k>].json` with the hash of the settings it depends on
+when it finishes; a re-run skips a stage whose hash matches and resumes one that was cut
+short (rationales: the records written; training: the last checkpoint). A stage whose
+settings changed starts afresh, and its earlier output is moved aside, not lost.
+Evaluation, attention maps and the report are not built yet; `run` says so.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +25,7 @@ from rbft.errors import ConfigError
 from rbft.stages import process_state
 
 STAGES = ("check", "rationales", "stage1", "stage2", "direct_sft", "eval", "attention", "report")
-BUILT = ("check", "rationales")
+BUILT = ("check", "rationales", "stage1", "stage2", "direct_sft")
 ERRORS = "errors.jsonl"
 
 
@@ -31,15 +33,24 @@ def _hash(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def stage_key(config: ExperimentConfig, stage: str) -> str:
-    """The hash of everything `stage`'s output depends on."""
+def stage_key(config: ExperimentConfig, stage: str, seed: int | None = None) -> str:
+    """The hash of everything `stage`'s output depends on (for training stages, with `seed`)."""
     manifest = hashlib.sha256(config.data.manifest.read_bytes()).hexdigest()
-    data = config.data.model_dump(mode="json", exclude={"decode_workers"})
+    check = _hash("check", manifest, config.data.model_dump(mode="json", exclude={"decode_workers"}))
     if stage == "check":
-        return _hash(stage, manifest, data)
-    return _hash(stage, manifest, data, config.task.model_dump(), config.model.model_dump(),
-                 config.rationales.model_dump(exclude={"concurrency", "timeout_s", "retries", "batch_size"}),
-                 config.seeds[0])
+        return check
+    base = (check, config.task.model_dump(), config.model.model_dump())
+    training = config.training.model_dump(mode="json", exclude={"report_to"})
+    if stage == "rationales":
+        r = config.rationales.model_dump(exclude={"concurrency", "timeout_s", "retries", "batch_size"})
+        return _hash(stage, *base, r, config.seeds[0])
+    if stage == "stage1":
+        return _hash(stage, stage_key(config, "rationales"), {k: v for k, v in training.items() if k != "stage2"}, seed)
+    if stage == "stage2":
+        return _hash(stage, stage_key(config, "stage1", seed), training["stage2"], seed)
+    if stage == "direct_sft":
+        return _hash(stage, *base, {k: v for k, v in training.items() if k != "stage1"}, seed)
+    raise AssertionError(stage)
 
 
 class Run:
@@ -49,32 +60,33 @@ class Run:
         self.out, self.config, self.log = out, config, log
         (out / "done").mkdir(parents=True, exist_ok=True)
 
-    def marker(self, stage: str) -> dict | None:
-        path = self.out / "done" / f"{stage}.json"
+    def marker(self, name: str) -> dict | None:
+        path = self.out / "done" / f"{name}.json"
         return json.loads(path.read_text()) if path.exists() else None
 
-    def is_done(self, stage: str) -> bool:
-        marker = self.marker(stage)
-        return bool(marker and marker.get("complete") and marker.get("key") == stage_key(self.config, stage))
+    def is_done(self, name: str, key: str) -> bool:
+        marker = self.marker(name)
+        return bool(marker and marker.get("complete") and marker.get("key") == key)
 
-    def start(self, stage: str, outputs: tuple[str, ...], fresh: bool = False) -> None:
-        """Mark `stage` begun; move aside outputs that another config (or `fresh`) made."""
-        key, marker = stage_key(self.config, stage), self.marker(stage)
+    def start(self, name: str, key: str, outputs: tuple[str, ...], fresh: bool = False) -> None:
+        """Mark `name` begun; move aside outputs that another config (or `fresh`) made."""
+        marker = self.marker(name)
         if marker and (marker.get("key") != key or fresh):
-            for name in outputs:
-                path = self.out / name
+            for output in outputs:
+                path = self.out / output
                 if path.exists():
                     aside = path.with_name(f"{path.stem}.{marker.get('key', 'old')[:8]}{path.suffix}")
+                    if aside.exists():
+                        shutil.rmtree(aside) if aside.is_dir() else aside.unlink()
                     path.rename(aside)
-                    self.log(f"{stage}: settings changed since {name} was written; kept it as {aside.name}")
-        self._write(stage, {"key": key, "complete": False, "started_at": time.time()})
+                    self.log(f"{name}: settings changed since {output} was written; kept it as {aside.name}")
+        self._write(name, {"key": key, "complete": False, "started_at": time.time()})
 
-    def finish(self, stage: str, seconds: float, facts: dict | None = None) -> None:
-        self._write(stage, {"key": stage_key(self.config, stage), "complete": True, "seconds": round(seconds, 1),
-                            **({"facts": facts} if facts else {})})
+    def finish(self, name: str, key: str, seconds: float, facts: dict | None = None) -> None:
+        self._write(name, {"key": key, "complete": True, "seconds": round(seconds, 1), **({"facts": facts} if facts else {})})
 
-    def _write(self, stage: str, marker: dict) -> None:
-        path = self.out / "done" / f"{stage}.json"
+    def _write(self, name: str, marker: dict) -> None:
+        path = self.out / "done" / f"{name}.json"
         path.with_suffix(".tmp").write_text(json.dumps(marker, indent=2) + "\n")
         path.with_suffix(".tmp").replace(path)
 
@@ -92,48 +104,119 @@ def run(config: ExperimentConfig, out: Path, only: str | None = None, fresh: boo
     if state.is_main_process:
         (out / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     records = load_manifest(config.data.manifest, config.task.labels)
-    cache = FrameCache()
-    sampling = config.data.sampling()
+    cache, sampling = FrameCache(), config.data.sampling()
+    frames = lambda path: cache.load(path, sampling).frames  # noqa: E731
     facts: dict = {}
     if state.is_main_process:
         facts["check"] = _check(run_, records, cache, fresh, progress)
     state.wait_for_everyone()
     bad = {json.loads(line)["id"] for line in (out / ERRORS).read_text().splitlines()} if (out / ERRORS).exists() else set()
-    train = [r for r in records if r.split == "train" and r.id not in bad]
-    if not train:
+    splits = {s: [r for r in records if r.split == s and r.id not in bad] for s in ("train", "val", "test")}
+    if not splits["train"]:
         raise ConfigError(f"{config.data.manifest}: no usable training video (see {out / ERRORS})")
-    if only in (None, "rationales"):
-        if run_.is_done("rationales") and not fresh:
-            log("rationales: done with these settings; skipped")
-            facts["rationales"] = run_.marker("rationales").get("facts", {})
-        else:
-            from rbft.stages.rationales import make_rationales
+    wants = lambda stage: only in (None, stage)  # noqa: E731
+    if any(wants(s) for s in ("stage1", "stage2", "direct_sft")):
+        check_training(config)
+    if wants("rationales") or (wants("stage1") and not run_.is_done("rationales", stage_key(config, "rationales"))):
+        facts["rationales"] = _rationales(run_, splits["train"], frames, fresh, progress)
+    for seed in config.seeds:
+        if wants("stage1"):
+            _stage1(run_, seed, frames, fresh)
+        if wants("stage2"):
+            _train(run_, "stage2", seed, fresh, lambda work, dest: _stage2(run_, seed, splits, frames, work, dest))
+        if wants("direct_sft"):
+            from rbft.stages.direct_sft import direct_sft
 
-            if state.is_main_process:
-                run_.start("rationales", ("rationales.jsonl", "rationales_summary.json"), fresh)
-            state.wait_for_everyone()
-            started = time.perf_counter()
-            tick = progress("writing rationales", len(train)) if progress and state.is_main_process else None
-            summary = make_rationales(config, train, out, lambda p: cache.load(p, sampling).frames, log, tick)
-            if state.is_main_process:
-                facts["rationales"] = summary
-                if summary["failed"]:  # not done: the next run retries them
-                    log(f"rationales: {summary['failed']} generation(s) failed (reasons in rationales.jsonl); "
-                        "run again to retry them")
-                else:
-                    run_.finish("rationales", time.perf_counter() - started, summary)
+            _train(run_, "direct_sft", seed, fresh,
+                   lambda work, dest: direct_sft(config, splits["train"], splits["val"], frames, work, dest, seed))
     if only is None:
-        log("not built yet: " + ", ".join(s for s in STAGES if s not in BUILT)
-            + "; this run stops after the rationales")
+        log("not built yet: " + ", ".join(s for s in STAGES if s not in BUILT) + "; this run stops after training")
     return facts
+
+
+def check_training(config: ExperimentConfig) -> None:
+    """Refuse, before any work, a training config the model cannot take (e.g. LoRA on modules it lacks)."""
+    from rbft.modeling import model_skeleton
+    from rbft.training import lora_targets
+
+    t = config.training
+    if t.method == "lora":
+        lora_targets(model_skeleton(config.model.name_or_path, config.model.trust_remote_code), t.target_modules,
+                     t.train_vision)
+
+
+def _rationales(run_: Run, train: list[VideoRecord], frames, fresh: bool, progress) -> dict:
+    from rbft.stages.rationales import make_rationales
+
+    config, state, key = run_.config, process_state(), stage_key(run_.config, "rationales")
+    if run_.is_done("rationales", key) and not fresh:
+        run_.log("rationales: done with these settings; skipped")
+        return run_.marker("rationales").get("facts", {})
+    if state.is_main_process:
+        run_.start("rationales", key, ("rationales.jsonl", "rationales_summary.json"), fresh)
+    state.wait_for_everyone()
+    started = time.perf_counter()
+    tick = progress("writing rationales", len(train)) if progress and state.is_main_process else None
+    summary = make_rationales(config, train, run_.out, frames, run_.log, tick)
+    if state.is_main_process:
+        if summary["failed"]:  # not done: the next run retries them
+            run_.log(f"rationales: {summary['failed']} generation(s) failed (reasons in rationales.jsonl); "
+                     "run again to retry them")
+        else:
+            run_.finish("rationales", key, time.perf_counter() - started, summary)
+    state.wait_for_everyone()
+    return summary
+
+
+def _stage1(run_: Run, seed: int, frames, fresh: bool) -> None:
+    from rbft.data.rationales import RationaleStore
+    from rbft.stages.stage1 import stage1
+
+    def go(work: Path, dest: Path) -> Path:
+        rationales = list(RationaleStore(run_.out / "rationales.jsonl").records.values())
+        return stage1(run_.config, rationales, frames, work, dest, seed)
+
+    _train(run_, "stage1", seed, fresh, go)
+
+
+def _stage2(run_: Run, seed: int, splits, frames, work: Path, dest: Path) -> Path:
+    from rbft.stages.stage2 import stage2
+
+    m_inter = run_.out / "models" / "stage1" / f"seed{seed}"
+    if not run_.is_done(f"stage1-seed{seed}", stage_key(run_.config, "stage1", seed)):
+        raise ConfigError(f"stage2 (seed {seed}) starts from Stage I's model, which is not done with these "
+                          "settings: run `rbft run CONFIG` (or --only stage1) first")
+    return stage2(run_.config, m_inter, splits["train"], splits["val"], frames, work, dest, seed)
+
+
+def _train(run_: Run, stage: str, seed: int, fresh: bool, go: Callable[[Path, Path], Path]) -> None:
+    """Run a training stage for `seed` unless done: checkpoints in train/<stage>/seed<k>, model in models/."""
+    name, key, state = f"{stage}-seed{seed}", stage_key(run_.config, stage, seed), process_state()
+    model_dir = f"models/{'rbft' if stage == 'stage2' else stage}/seed{seed}"
+    if run_.is_done(name, key) and not fresh:
+        run_.log(f"{name}: done with these settings; skipped")
+        return
+    if state.is_main_process:
+        run_.start(name, key, (f"train/{stage}/seed{seed}", model_dir), fresh)
+    state.wait_for_everyone()
+    run_.log(f"{name}: training")
+    started = time.perf_counter()
+    work = run_.out / "train" / stage / f"seed{seed}"
+    go(work, run_.out / model_dir)
+    if state.is_main_process:
+        run_.finish(name, key, time.perf_counter() - started)
+        if not run_.config.training.keep_checkpoints:  # only a cut run needs them
+            shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    state.wait_for_everyone()
 
 
 def _check(run_: Run, records: list[VideoRecord], cache: FrameCache, fresh: bool, progress) -> dict:
     from rbft.data.check import check_videos, summarize, write_errors
 
-    if run_.is_done("check") and not fresh:
+    key = stage_key(run_.config, "check")
+    if run_.is_done("check", key) and not fresh:
         return run_.marker("check").get("facts", {})
-    run_.start("check", ())
+    run_.start("check", key, ())
     started = time.perf_counter()
     tick = progress("checking videos", len(records)) if progress else None
     results = check_videos(records, run_.config.data.sampling(), cache=cache, workers=run_.config.data.decode_workers,
@@ -144,5 +227,5 @@ def _check(run_: Run, records: list[VideoRecord], cache: FrameCache, fresh: bool
     if dropped:
         run_.log(f"data check: {dropped} of {len(results)} videos unusable, listed in {ERRORS}; the run goes on "
                  "without them")
-    run_.finish("check", time.perf_counter() - started, counts)
+    run_.finish("check", key, time.perf_counter() - started, counts)
     return counts

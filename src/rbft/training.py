@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
+from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 from transformers import PreTrainedModel, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
@@ -49,6 +50,7 @@ class TrainSettings:
     gradient_checkpointing: bool = False
     logging_steps: int = 10
     save_steps: int | None = None  # None: a checkpoint at the end of every epoch
+    report_to: list[str] = field(default_factory=list)  # transformers' integrations: tensorboard, wandb, ...
     extra: dict = field(default_factory=dict)  # passed on to TrainingArguments
 
     @classmethod
@@ -58,7 +60,22 @@ class TrainSettings:
                    warmup_ratio=training.warmup_ratio, weight_decay=training.weight_decay,
                    lr_scheduler=training.lr_scheduler, lora_r=training.lora_r, lora_alpha=training.lora_alpha,
                    lora_dropout=training.lora_dropout, target_modules=training.target_modules,
-                   train_vision=training.train_vision, seed=seed)
+                   train_vision=training.train_vision, seed=seed,
+                   gradient_checkpointing=training.gradient_checkpointing, save_steps=training.save_steps,
+                   report_to=reporters(training.report_to), logging_steps=training.logging_steps)
+
+
+def reporters(report_to: str | list[str]) -> list[str]:
+    """`auto`: TensorBoard and W&B where installed (W&B only when logged in); else the list as given."""
+    if report_to != "auto":
+        return list(report_to)
+    import importlib.util
+    import os
+
+    found = ["tensorboard"] if importlib.util.find_spec("tensorboard") else []
+    if importlib.util.find_spec("wandb") and os.environ.get("WANDB_API_KEY"):
+        found.append("wandb")
+    return found
 
 
 class ExampleDataset(Dataset):
@@ -70,6 +87,59 @@ class ExampleDataset(Dataset):
 
     def __getitem__(self, i: int) -> Example:
         return self.examples[i]
+
+
+class _BestByMetric(TrainerCallback):
+    """At each epoch's end, score the model with `select` (higher is better) and keep the best epoch's
+    trainable weights in `best.safetensors` (with `best.json`), so a resumed run still knows them."""
+
+    def __init__(self, select, out: Path):
+        self.select, self.out = select, out
+
+    def best(self) -> dict | None:
+        path = self.out / "best.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        score = float(self.select(model))
+        model.train()
+        if state.is_world_process_zero:
+            with open(self.out / "train_log.jsonl", "a") as f:
+                f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, "val_score": score}) + "\n")
+            best = self.best()
+            if best is None or score > best["score"]:
+                weights = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+                save_file(weights, str(self.out / "best.safetensors"))
+                (self.out / "best.json").write_text(json.dumps({"score": score, "epoch": state.epoch,
+                                                                "step": state.global_step}) + "\n")
+
+    def restore(self, model) -> dict | None:
+        best = self.best()
+        if best is not None:
+            missing = set(load_file(str(self.out / "best.safetensors"))) - {n for n, _ in model.named_parameters()}
+            assert not missing, f"best weights do not fit the model: {sorted(missing)[:3]}"
+            model.load_state_dict(load_file(str(self.out / "best.safetensors")), strict=False)
+        return best
+
+
+class _Trainer(Trainer):
+    """HF Trainer, resuming full-model checkpoints through `from_pretrained`.
+
+    Checkpoints are written with the architecture's on-disk key names (transformers 5
+    renames some modules in memory, e.g. `model.language_model.*`); Trainer's own resume
+    loads them with `load_state_dict(strict=False)`, which then silently loads nothing.
+    `from_pretrained` knows the renaming, so the weights go through it.
+    """
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        model = model or self.model
+        folder = Path(resume_from_checkpoint)
+        if hasattr(model, "peft_config") or not any((folder / n).is_file() for n in
+                                                    ("model.safetensors", "model.safetensors.index.json")):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        saved = type(model).from_pretrained(folder, dtype=next(model.parameters()).dtype)
+        model.load_state_dict(saved.state_dict(), strict=True)
+        del saved
 
 
 class _LossLog(TrainerCallback):
@@ -88,16 +158,23 @@ def is_vision(name: str) -> bool:
     return name.startswith(VISION_PREFIXES) or ".visual." in name or ".vision_tower." in name
 
 
+def lora_targets(model, wanted: Sequence[str] | None, train_vision: bool) -> list[str]:
+    """The modules LoRA adapts: those named `wanted` (default: the text projections), outside the
+    vision tower unless it is trained. A name that matches nothing is a config error."""
+    names = {n for n, _ in model.named_modules()}
+    wanted = list(wanted or TEXT_PROJECTIONS)
+    found = {w for w in wanted if any(n.endswith("." + w) or n == w for n in names)}
+    if missing := sorted(set(wanted) - found):
+        leaves = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise ConfigError(f"training.target_modules: {missing} not found in {type(model).__name__}; its linear "
+                          f"layers are named {leaves[:24]}")
+    return [n for n in names if n.rsplit(".", 1)[-1] in found and (train_vision or not is_vision(n))]
+
+
 def prepare(model: PreTrainedModel, settings: TrainSettings) -> PreTrainedModel:
     """Wrap in LoRA or unfreeze for full fine-tuning; freeze the vision tower unless asked to train it."""
     if settings.method == "lora":
-        names = {n for n, _ in model.named_modules()}
-        wanted = settings.target_modules or list(TEXT_PROJECTIONS)
-        found = {w for w in wanted if any(n.endswith("." + w) or n == w for n in names)}
-        if missing := sorted(set(wanted) - found):
-            raise ConfigError(f"training.target_modules: {missing} not found in {type(model).__name__}; "
-                              f"choose among module names such as {sorted(TEXT_PROJECTIONS)}")
-        targets = [n for n in names if n.rsplit(".", 1)[-1] in found and (settings.train_vision or not is_vision(n))]
+        targets = lora_targets(model, settings.target_modules, settings.train_vision)
         config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
                             target_modules=targets, task_type="CAUSAL_LM")
         return get_peft_model(model, config)
@@ -108,8 +185,12 @@ def prepare(model: PreTrainedModel, settings: TrainSettings) -> PreTrainedModel:
 
 def train(model: PreTrainedModel, collator, examples: Sequence[Example], out: str | Path,
           settings: TrainSettings, eval_examples: Sequence[Example] | None = None,
-          callbacks: Sequence[TrainerCallback] = ()) -> PreTrainedModel:
-    """Fine-tune `model` on `examples`; checkpoints and `train_log.jsonl` go to `out`. Returns the model."""
+          callbacks: Sequence[TrainerCallback] = (), select=None) -> PreTrainedModel:
+    """Fine-tune `model` on `examples`; checkpoints and `train_log.jsonl` go to `out`. Returns the model.
+
+    With `select(model) -> score` the model is scored after every epoch and the best epoch's
+    weights are the ones returned (`out/best.json` says which); without it, the last ones.
+    """
     if not examples:
         raise ConfigError("nothing to train on: the training split is empty (check the manifest's splits)")
     out = Path(out)
@@ -124,12 +205,18 @@ def train(model: PreTrainedModel, collator, examples: Sequence[Example], out: st
         lr_scheduler_type=settings.lr_scheduler, logging_steps=settings.logging_steps, seed=settings.seed,
         data_seed=settings.seed, save_strategy="steps" if settings.save_steps else "epoch",
         save_steps=settings.save_steps or 500, save_total_limit=2, eval_strategy="epoch" if eval_examples else "no",
-        remove_unused_columns=False, report_to="none", use_cpu=not gpu,
-        bf16=gpu and torch.cuda.is_bf16_supported(), activation_checkpointing=settings.gradient_checkpointing,
+        remove_unused_columns=False, use_cpu=not gpu,
+        bf16=gpu and torch.cuda.is_bf16_supported(), fp16=gpu and not torch.cuda.is_bf16_supported(),
+        activation_checkpointing=settings.gradient_checkpointing, report_to=settings.report_to or "none",
         dataloader_num_workers=0, disable_tqdm=True, **settings.extra)
-    trainer = Trainer(model=model, args=args, train_dataset=ExampleDataset(examples),
+    best = _BestByMetric(select, out) if select else None
+    trainer = _Trainer(model=model, args=args, train_dataset=ExampleDataset(examples),
                       eval_dataset=ExampleDataset(eval_examples) if eval_examples else None,
-                      data_collator=collator, callbacks=[_LossLog(out / "train_log.jsonl"), *callbacks])
+                      data_collator=collator,
+                      callbacks=[_LossLog(out / "train_log.jsonl"), *([best] if best else []), *callbacks])
     trainer.remove_callback(PrinterCallback)  # progress goes to train_log.jsonl and the caller's callbacks
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)  # every process looks in it, whoever made it
     trainer.train(resume_from_checkpoint=get_last_checkpoint(args.output_dir))
+    if best:
+        best.restore(trainer.model)
     return trainer.model

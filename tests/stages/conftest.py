@@ -16,9 +16,9 @@ from rbft.world.tasks import TASKS
 
 @pytest.fixture(scope="session")
 def world_dir(tmp_path_factory) -> Path:
-    """A small world (24 training clips) plus one truncated training video."""
+    """A small world (24 training, 6 val clips) plus one truncated training video."""
     world = tmp_path_factory.mktemp("world")
-    generate_world(world, seed=3, splits=Splits(train=24, val=0, test=2))
+    generate_world(world, seed=3, splits=Splits(train=24, val=6, test=2))
     clip = (world / "videos" / "clip_00000.mp4").read_bytes()
     (world / "videos" / "broken.mp4").write_bytes(clip[: len(clip) // 2])
     with open(world / "home-security.jsonl", "a") as f:
@@ -30,7 +30,7 @@ def world_dir(tmp_path_factory) -> Path:
 def make_config(world_dir, tmp_path):
     """Write an experiment YAML over the world (a copy of its manifest, so edits stay local) and return its path."""
 
-    def make(**rationales) -> Path:
+    def make(training: dict | None = None, **rationales) -> Path:
         manifest = tmp_path / "home-security.jsonl"
         if not manifest.exists():
             shutil.copy(world_dir / "home-security.jsonl", manifest)
@@ -39,7 +39,10 @@ def make_config(world_dir, tmp_path):
         config = {"name": "t", "task": TASKS["home-security"].model_dump(),
                   "data": {"manifest": str(manifest), "max_pixels": 128 * 128, "decode_workers": 1},
                   "model": {"name_or_path": "rbft-world-base", "dtype": "float32"},
-                  "rationales": {"max_new_tokens": 48, "batch_size": 2, **rationales}}
+                  "rationales": {"max_new_tokens": 48, "batch_size": 2, **rationales},
+                  "training": {"method": "full", "batch_size": 4, "gradient_accumulation": 1, "logging_steps": 1,
+                               "stage1": {"epochs": 1, "learning_rate": 2e-4},
+                               "stage2": {"epochs": 2, "learning_rate": 2e-4}, **(training or {})}}
         path = tmp_path / f"config{len(list(tmp_path.glob('config*.yaml')))}.yaml"
         path.write_text(yaml.safe_dump(config))
         return path

@@ -56,9 +56,9 @@ def test_serve_refuses_bad_requests_with_a_reason(server, clip):
 
 @pytest.mark.parametrize("fault", ["500", "malformed", "truncated", "timeout"])
 def test_a_fault_is_retried(server, clip, fault):
-    proxy = FaultProxy(server, lambda n, body: fault if n == 0 else None, slow_s=3.0)
+    proxy = FaultProxy(server, lambda n, body: fault if n == 0 else None, slow_s=5.0)
     try:
-        client = ChatClient(proxy.url, "rbft-world-base", timeout_s=1.5, retries=2, backoff_s=0.05)
+        client = ChatClient(proxy.url, "rbft-world-base", timeout_s=4.0, retries=2, backoff_s=0.05)
         text = client.complete(Example("x", "x", PROMPT), clip, Decoding(max_new_tokens=24))
         assert text.startswith("Subjects:") and proxy.calls == 2
     finally:

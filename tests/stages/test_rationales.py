@@ -85,9 +85,9 @@ def test_http_backend_survives_kill_and_server_faults(make_config, tmp_path, ser
             return "500"
         return ("500", "malformed", "timeout")[n % 3] if n % 4 == 3 else None
 
-    proxy = FaultProxy(server, plan, slow_s=2.5)
+    proxy = FaultProxy(server, plan, slow_s=6.0)
     try:
-        config = make_config(endpoint=proxy.url, concurrency=2, retries=2, timeout_s=1.5)
+        config = make_config(endpoint=proxy.url, concurrency=2, retries=2, timeout_s=5.0)  # loaded CI machines are slow
         out = tmp_path / "run"
         first = rbft("run", config, "--out", out, "--only", "rationales")
         kill_after(first, out / "rationales.jsonl", 5)

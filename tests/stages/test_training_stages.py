@@ -1,0 +1,105 @@
+"""Stage I -> Stage II and direct SFT through `rbft run`: chaining, outputs, resume, several processes."""
+
+import json
+import subprocess
+import sys
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from rbft.config import load_config
+from rbft.modeling import SHIPPED_MODEL, load_model
+from rbft.pipeline import run
+
+from .conftest import rbft
+from .test_rationales import kill_after, lines
+
+
+def weights(folder) -> dict:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def differs(a: dict, b: dict) -> bool:
+    return any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stages_chain_and_write_loadable_models(make_config, tmp_path):
+    out = tmp_path / "run"
+    config = load_config(make_config(source="scene"))
+    run(config, out, log=lambda m: None)
+    base = weights(SHIPPED_MODEL)
+    m_inter, m_star, direct = (out / "models" / name / "seed0" for name in ("stage1", "rbft", "direct_sft"))
+    for folder in (m_inter, m_star, direct):
+        model = AutoModelForImageTextToText.from_pretrained(folder)  # a standard folder
+        assert AutoProcessor.from_pretrained(folder).video_processor is not None
+        assert sum(p.numel() for p in model.parameters()) == sum(v.numel() for v in base.values())
+    assert differs(base, weights(m_inter)) and differs(weights(m_inter), weights(m_star))
+    assert differs(weights(m_star), weights(direct))
+    # Stage II and direct SFT: same settings and budget, each keeps its best epoch by val macro-F1
+    for stage in ("stage2", "direct_sft"):
+        log = lines(out / "train" / stage / "seed0" / "train_log.jsonl")
+        assert [row["epoch"] for row in log if "val_score" in row] == [1.0, 2.0]
+        assert json.loads((out / "train" / stage / "seed0" / "best.json").read_text())["epoch"] in (1.0, 2.0)
+        assert not (out / "train" / stage / "seed0" / "checkpoints").exists()  # removed once done
+    steps = {s: max(r["step"] for r in lines(out / "train" / s / "seed0" / "train_log.jsonl")) for s in ("stage2", "direct_sft")}
+    assert steps["stage2"] == steps["direct_sft"] == 2 * 6  # 24 videos, batch 4, 2 epochs
+    messages = []
+    run(config, out, log=messages.append)
+    assert sum("done with these settings; skipped" in m for m in messages) == 4
+
+
+def test_lora_stage2_saves_an_adapter_on_m_inter(make_config, tmp_path):
+    out = tmp_path / "run"
+    config = load_config(make_config(source="scene", training={"method": "lora", "lora_r": 4,
+                                                               "stage2": {"epochs": 1, "learning_rate": 1e-3}}))
+    run(config, out, log=lambda m: None)
+    adapter = out / "models" / "rbft" / "seed0"
+    base_ref = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert base_ref == str(out / "models" / "stage1" / "seed0")
+    model = load_model(adapter, dtype="float32")
+    assert type(model).__name__ == "PeftModelForCausalLM"
+    assert not (out / "models" / "stage1" / "seed0" / "adapter_config.json").exists()  # M_inter is merged
+
+
+def test_unknown_target_module_stops_before_any_work(make_config, tmp_path):
+    config = make_config(source="scene", training={"method": "lora", "target_modules": ["q_proj", "qkv_projection"]})
+    proc = rbft("run", config, "--out", tmp_path / "run")
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "qkv_projection" in stderr and "not found" in stderr
+    assert not (tmp_path / "run" / "rationales.jsonl").exists() and not (tmp_path / "run" / "train").exists()
+
+
+def final_loss(folder) -> tuple[int, float]:
+    rows = [r for r in lines(folder / "train" / "direct_sft" / "seed0" / "train_log.jsonl") if "loss" in r]
+    return rows[-1]["step"], rows[-1]["loss"]
+
+
+def test_sigkill_during_training_resumes_to_the_same_end(make_config, tmp_path):
+    config = make_config(training={"batch_size": 2, "save_steps": 3, "select_best": False,
+                                   "stage2": {"epochs": 2, "learning_rate": 2e-4}})
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    first = rbft("run", config, "--out", killed, "--only", "direct_sft")
+    kill_after(first, killed / "train" / "direct_sft" / "seed0" / "train_log.jsonl", 7)
+    assert list((killed / "train" / "direct_sft" / "seed0" / "checkpoints").glob("checkpoint-*"))
+    again = rbft("run", config, "--out", killed, "--only", "direct_sft")
+    assert again.wait(timeout=300) == 0, again.communicate()[1]
+    reference = rbft("run", config, "--out", whole, "--only", "direct_sft")
+    assert reference.wait(timeout=300) == 0
+    (step_a, loss_a), (step_b, loss_b) = final_loss(killed), final_loss(whole)
+    assert step_a == step_b == 24
+    assert abs(loss_a - loss_b) <= 1e-3 * abs(loss_b)  # the stated tolerance: 0.1% of the final loss
+    a, b = weights(killed / "models" / "direct_sft" / "seed0"), weights(whole / "models" / "direct_sft" / "seed0")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
+
+
+def test_two_processes_train_together(make_config, tmp_path):
+    config, out = make_config(training={"batch_size": 2, "select_best": False}), tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "rbft",
+                           "run", str(config), "--out", str(out), "--only", "direct_sft"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = [r for r in lines(out / "train" / "direct_sft" / "seed0" / "train_log.jsonl") if "loss" in r]
+    assert log[-1]["step"] == 2 * 6  # 24 videos over 2 processes x batch 2, 2 epochs
+    assert differs(weights(SHIPPED_MODEL), weights(out / "models" / "direct_sft" / "seed0"))
