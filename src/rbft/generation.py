@@ -100,7 +100,7 @@ def frame_url(frame: np.ndarray, quality: int = 95) -> str:
 
 def chat_messages(example: Example, frames: np.ndarray) -> list[dict]:
     """The conversation as OpenAI chat messages: the persona, then the frames and the prompt."""
-    content = [{"type": "image_url", "image_url": {"url": frame_url(f)}} for f in frames]
+    content = [{"type": "image_url", "image_url": {"url": frame_url(f)}} for f in getattr(frames, "frames", frames)]
     content.append({"type": "text", "text": example.prompt})
     turns = [] if example.system is None else [{"role": "system", "content": example.system}]
     return turns + [{"role": "user", "content": content}]

@@ -105,7 +105,7 @@ def run(config: ExperimentConfig, out: Path, only: str | None = None, fresh: boo
         (out / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     records = load_manifest(config.data.manifest, config.task.labels)
     cache, sampling = FrameCache(), config.data.sampling()
-    frames = lambda path: cache.load(path, sampling).frames  # noqa: E731
+    frames = lambda path: cache.load(path, sampling)  # noqa: E731  (a Clip: frames and their times)
     facts: dict = {}
     if state.is_main_process:
         facts["check"] = _check(run_, records, cache, fresh, progress)

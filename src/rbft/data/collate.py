@@ -1,10 +1,11 @@
 """From (video, prompt, target) examples to a model batch: the model's own chat template and processor.
 
 The loss is on the assistant's reply only. Rendering the same conversation without
-the reply (with the generation prompt) gives a prefix of the full text; what follows
-it (the reply and the template's end of turn) holds no video placeholder, so the
-tokenizer alone gives its length, and the reply is that many tokens at the end of
-each row. The videos go through the processor once. Padding follows the processor's
+the reply (with the generation prompt) gives a prefix of the full text (or, for templates
+whose generation prompt differs from the rendered turn, the reply is the target's last
+occurrence); what follows (the reply and the template's end of turn) holds no video
+placeholder, so the tokenizer alone gives its length, and the reply is that many tokens
+at the end of each row. The videos go through the processor once. Padding follows the processor's
 tokenizer (left or right).
 """
 
@@ -52,21 +53,42 @@ class VideoChatCollator:
         self.frames = frames
         self.temporal = getattr(processor.video_processor, "temporal_patch_size", 1) or 1
 
-    def videos(self, examples: Sequence[Example]) -> list[np.ndarray]:
-        clips = []
-        for example in examples:
-            clip = self.frames(example.video)
-            keep = max(self.temporal, len(clip) - len(clip) % self.temporal)
-            clips.append(clip[:keep] if len(clip) >= keep else np.concatenate([clip] * keep)[:keep])
-        return clips
+    def videos(self, examples: Sequence[Example]) -> tuple[list[np.ndarray], list | None]:
+        """Each example's frames (a multiple of the temporal patch), and their timing when known.
 
-    def encode(self, texts: list[str], videos: list[np.ndarray]) -> dict:
-        return self.processor(text=texts, videos=videos, padding=True, return_tensors="pt",
-                              videos_kwargs={"do_sample_frames": False})
+        `frames(path)` may return a `Clip` (frames with real timestamps) or bare frames; with
+        clips, processors that print frame times (Qwen3-VL, SmolVLM) get the true ones.
+        """
+        clips, timing = [], []
+        for example in examples:
+            got = self.frames(example.video)
+            frames = getattr(got, "frames", got)
+            keep = max(self.temporal, len(frames) - len(frames) % self.temporal)
+            rows = np.arange(keep) % len(frames)  # a clip too short for one temporal patch repeats
+            clips.append(frames[rows])
+            stamps = getattr(got, "timestamps", None)
+            timing.append(None if stamps is None else _metadata(got, stamps[rows]))
+        return clips, (timing if all(t is not None for t in timing) else None)
+
+    def encode(self, texts: list[str], videos: tuple[list[np.ndarray], list | None]) -> dict:
+        clips, timing = videos
+        kwargs = {"do_sample_frames": False, **({"video_metadata": timing} if timing else {})}
+        return self.processor(text=texts, videos=clips, padding=True, return_tensors="pt", videos_kwargs=kwargs)
 
     def prefix(self, example: Example) -> str:
         """The conversation's text up to and including the generation prompt."""
         return self.processor.apply_chat_template(messages(example, False), add_generation_prompt=True, tokenize=False)
+
+    def _reply(self, text: str, example: Example) -> str:
+        """The tail of the rendered conversation that is the reply (and the template's end of turn)."""
+        prefix = self.prefix(example)
+        if text.startswith(prefix):
+            return text[len(prefix):]
+        # templates whose generation prompt differs from the rendered assistant turn (LLaVA-OneVision's
+        # `<|im_start|>assistant ` + newline): the reply is the last occurrence of the target
+        start = text.rfind(example.target)
+        assert example.target and start >= 0, "the chat template drops the reply"
+        return text[start:]
 
     def prompts(self, examples: Sequence[Example]) -> dict:
         """The batch up to and including the generation prompt (for scoring and generation)."""
@@ -77,9 +99,7 @@ class VideoChatCollator:
         batch = self.encode(full, self.videos(examples))
         labels = torch.full_like(batch["input_ids"], IGNORE)
         for row, (text, example) in enumerate(zip(full, examples)):
-            prefix = self.prefix(example)
-            assert text.startswith(prefix), "the chat template does not render the prompt as a prefix"
-            reply = self.processor.tokenizer(text[len(prefix):], add_special_tokens=False)["input_ids"]
+            reply = self.processor.tokenizer(self._reply(text, example), add_special_tokens=False)["input_ids"]
             mask = batch["attention_mask"][row]
             end = int(mask.nonzero()[0]) + int(mask.sum())  # after left padding, if any
             begin = end - len(reply)
@@ -87,3 +107,13 @@ class VideoChatCollator:
             labels[row, begin:end] = batch["input_ids"][row, begin:end]
         batch["labels"] = labels
         return dict(batch)
+
+
+def _metadata(clip, stamps: np.ndarray):
+    """Frame times as transformers' VideoMetadata: a 1000 fps clock, so index / fps is the time in seconds."""
+    from transformers.video_utils import VideoMetadata
+
+    info = clip.info
+    return VideoMetadata(total_num_frames=int(info.duration_s * 1000) + 1, fps=1000.0, width=info.width,
+                         height=info.height, duration=info.duration_s,
+                         frames_indices=[int(round(t * 1000)) for t in stamps])
