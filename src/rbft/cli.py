@@ -147,6 +147,8 @@ def run_command(
     except RbftError as e:
         err.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
+    if facts.get("results"):
+        _print_results(facts["results"], folder)
     if "rationales" in facts and facts["rationales"]:
         r = facts["rationales"]
         table = Table("records", "kept", "rejected", "words (median)", title=f"rationales ({escape(str(folder))})")
@@ -154,6 +156,27 @@ def run_command(
         out.print(table)
         for reason, n in r["rejected_by_reason"].items():
             out.print(f"  rejected, {escape(reason)}: {n}")
+
+
+def _print_results(results: dict, folder: Path) -> None:
+    """The comparison: each method's accuracy and macro-F1 (mean ± std over seeds), per-class F1, and the delta."""
+    labels = results["labels"]
+    table = Table("method", "accuracy", "macro-F1", *(f"F1 {escape(x)}" for x in labels),
+                  title=f"test set, {len(results['seeds'])} seed(s) ({escape(str(folder / 'results.json'))})")
+    for name, m in results["methods"].items():
+        spread = m["over_seeds"]
+        cell = lambda key: f"{spread[key]['mean']:.3f} ± {spread[key]['std']:.3f}"  # noqa: E731
+        table.add_row(name, cell("accuracy"), cell("macro_f1"),
+                      *(f"{spread['per_class_f1'][x]['mean']:.3f}" for x in labels))
+    out.print(table)
+    comparison = results["comparisons"].get("rbft_minus_direct_sft")
+    if comparison:
+        for key in ("macro_f1", "accuracy", *(f"f1:{x}" for x in labels)):
+            d = comparison["delta"][key]
+            out.print(f"RB-FT minus direct SFT, {key}: {d['delta']:+.3f} (95% CI {d['ci95'][0]:+.3f} to "
+                      f"{d['ci95'][1]:+.3f})")
+        ps = ", ".join(f"{t['p_value']:.3g}" for t in comparison["mcnemar"])
+        out.print(f"McNemar exact test per seed, p = {ps}")
 
 
 class _bars:

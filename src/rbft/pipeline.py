@@ -1,10 +1,10 @@
-"""The experiment of DESIGN.md, stage by stage: data check -> rationales -> stage I -> stage II, and direct SFT.
+"""The experiment of DESIGN.md, stage by stage: data check -> rationales -> stage I -> stage II, direct SFT, eval.
 
 Each stage writes `done/<stage>[-seed<k>].json` with the hash of the settings it depends on
 when it finishes; a re-run skips a stage whose hash matches and resumes one that was cut
 short (rationales: the records written; training: the last checkpoint). A stage whose
 settings changed starts afresh, and its earlier output is moved aside, not lost.
-Evaluation, attention maps and the report are not built yet; `run` says so.
+Attention maps and the report are not built yet; `run` says so.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from rbft.errors import ConfigError
 from rbft.stages import process_state
 
 STAGES = ("check", "rationales", "stage1", "stage2", "direct_sft", "eval", "attention", "report")
-BUILT = ("check", "rationales", "stage1", "stage2", "direct_sft")
+BUILT = ("check", "rationales", "stage1", "stage2", "direct_sft", "eval")
 ERRORS = "errors.jsonl"
 
 
@@ -129,9 +129,48 @@ def run(config: ExperimentConfig, out: Path, only: str | None = None, fresh: boo
 
             _train(run_, "direct_sft", seed, fresh,
                    lambda work, dest: direct_sft(config, splits["train"], splits["val"], frames, work, dest, seed))
+    if wants("eval"):
+        facts["results"] = _evaluate(run_, splits["test"], frames, fresh)
     if only is None:
-        log("not built yet: " + ", ".join(s for s in STAGES if s not in BUILT) + "; this run stops after training")
+        log("not built yet: " + ", ".join(s for s in STAGES if s not in BUILT) + "; this run stops after eval")
     return facts
+
+
+def _evaluate(run_: Run, test: list[VideoRecord], frames, fresh: bool) -> dict:
+    """Score zero-shot, direct SFT and RB-FT (every seed) on the test split; write results.json."""
+    from rbft.stages.evaluate import predict, results
+
+    config, state = run_.config, process_state()
+    if not test or any(v.label is None for v in test):
+        raise ConfigError(f"{config.data.manifest}: eval needs labelled test videos (split: test, with a label)")
+    methods: dict[str, list[Path]] = {"zero_shot": [], "direct_sft": [], "rbft": []}
+    jobs = [("zero_shot", None, config.model.name_or_path, stage_key(config, "check"))]
+    for seed in config.seeds:
+        for method, stage in (("direct_sft", "direct_sft"), ("rbft", "stage2")):
+            if not run_.is_done(f"{stage}-seed{seed}", stage_key(config, stage, seed)):
+                raise ConfigError(f"eval: {method} (seed {seed}) is not trained with these settings; run "
+                                  "`rbft run CONFIG` without --only first")
+            jobs.append((method, seed, run_.out / "models" / method / f"seed{seed}", stage_key(config, stage, seed)))
+    for method, seed, model, trained in jobs:
+        name = method if seed is None else f"{method}-seed{seed}"
+        path = run_.out / "predictions" / f"{name}.jsonl"
+        methods[method].append(path)
+        key = _hash("eval", trained, config.model.model_dump(), config.task.model_dump(),
+                    [v.id for v in test], stage_key(config, "check"))
+        if run_.is_done(f"eval-{name}", key) and path.exists() and not fresh:
+            continue
+        if state.is_main_process:
+            run_.start(f"eval-{name}", key, ())
+            started = time.perf_counter()
+            run_.log(f"eval: {name}")
+            predict(config, model, test, frames, path)
+            run_.finish(f"eval-{name}", key, time.perf_counter() - started)
+        state.wait_for_everyone()
+    summary = results(config, run_.out, methods)
+    summary["timings"] = {p.stem: json.loads(p.read_text()).get("seconds") for p in sorted((run_.out / "done").glob("*.json"))}
+    if state.is_main_process:
+        (run_.out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 def check_training(config: ExperimentConfig) -> None:

@@ -18,7 +18,7 @@ from rbft.world.tasks import TASKS
 def world_dir(tmp_path_factory) -> Path:
     """A small world (24 training, 6 val clips) plus one truncated training video."""
     world = tmp_path_factory.mktemp("world")
-    generate_world(world, seed=3, splits=Splits(train=24, val=6, test=2))
+    generate_world(world, seed=3, splits=Splits(train=24, val=6, test=8))
     clip = (world / "videos" / "clip_00000.mp4").read_bytes()
     (world / "videos" / "broken.mp4").write_bytes(clip[: len(clip) // 2])
     with open(world / "home-security.jsonl", "a") as f:

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -44,9 +45,26 @@ def test_stages_chain_and_write_loadable_models(make_config, tmp_path):
         assert not (out / "train" / stage / "seed0" / "checkpoints").exists()  # removed once done
     steps = {s: max(r["step"] for r in lines(out / "train" / s / "seed0" / "train_log.jsonl")) for s in ("stage2", "direct_sft")}
     assert steps["stage2"] == steps["direct_sft"] == 2 * 6  # 24 videos, batch 4, 2 epochs
+    # evaluation: every method on the same test videos, label scores kept, results.json as DESIGN.md says
+    results = json.loads((out / "results.json").read_text())
+    assert results["labels"] == list(config.task.labels) and results["seeds"] == [0]
+    assert set(results["methods"]) == {"zero_shot", "direct_sft", "rbft"}
+    for name, m in results["methods"].items():
+        rows = lines(out / "predictions" / (name + ("" if name == "zero_shot" else "-seed0") + ".jsonl"))
+        assert [r["id"] for r in rows] == [f"clip_{i:05d}" for i in range(30, 38)]
+        assert all(r["predicted"] == max(r["scores"], key=r["scores"].get) for r in rows)
+        assert m["accuracy"] == sum(r["predicted"] == r["label"] for r in rows) / 8 and m["n"] == 8
+        assert sum(map(sum, m["confusion_matrix"])) == 8 and set(m["per_class"]) == set(config.task.labels)
+    comparison = results["comparisons"]["rbft_minus_direct_sft"]
+    d = comparison["delta"]["macro_f1"]
+    assert d["ci95"][0] <= d["delta"] <= d["ci95"][1]
+    assert d["delta"] == pytest.approx(results["methods"]["rbft"]["macro_f1"] - results["methods"]["direct_sft"]["macro_f1"])
+    assert len(comparison["mcnemar"]) == 1
+    assert {"check", "rationales", "stage1-seed0", "stage2-seed0", "direct_sft-seed0", "eval-rbft-seed0"} <= set(results["timings"])
     messages = []
     run(config, out, log=messages.append)
     assert sum("done with these settings; skipped" in m for m in messages) == 4
+    assert not any(m.startswith("eval:") for m in messages)  # predictions are not redone either
 
 
 def test_lora_stage2_saves_an_adapter_on_m_inter(make_config, tmp_path):

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from rbft.metrics import classification, compare, over_seeds
+
+LABELS = ["normal", "abnormal", "vague"]
+
+
+def test_classification_figures_by_hand():
+    truth = ["normal", "normal", "abnormal", "vague", "abnormal", "normal"]
+    pred = ["normal", "abnormal", "abnormal", "normal", "abnormal", "normal"]
+    m = classification(truth, pred, LABELS)
+    assert m["n"] == 6 and m["accuracy"] == pytest.approx(4 / 6)
+    assert m["per_class"]["abnormal"] == {"precision": pytest.approx(2 / 3), "recall": 1.0,
+                                          "f1": pytest.approx(0.8), "support": 2}
+    assert m["per_class"]["vague"]["f1"] == 0.0
+    assert m["macro_f1"] == pytest.approx((0.8 + 2 * (2 / 3 * 2 / 3) / (4 / 3) + 0) / 3)
+    assert m["confusion_matrix"] == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
+    assert "roc_auc" not in m
+
+
+def test_binary_tasks_get_roc_and_pr_auc_from_the_label_scores():
+    truth = ["normal", "abnormal", "abnormal", "normal"]
+    scores = np.array([[-1.0, -3.0], [-2.0, -0.5], [-1.0, -0.9], [-0.5, -0.4]])  # log-probs of normal, abnormal
+    m = classification(truth, ["normal", "abnormal", "abnormal", "abnormal"], ["normal", "abnormal"], scores)
+    assert m["roc_auc"] == pytest.approx(3.5 / 4) and 0 < m["pr_auc"] <= 1  # one tie between classes counts half
+
+
+def test_over_seeds_mean_and_std():
+    runs = [classification(["normal", "abnormal"], p, LABELS) for p in (["normal", "abnormal"], ["normal", "normal"])]
+    s = over_seeds(runs)
+    assert s["accuracy"]["mean"] == pytest.approx(0.75) and s["accuracy"]["std"] == pytest.approx(np.std([1, 0.5], ddof=1))
+    assert set(s["per_class_f1"]) == set(LABELS)
+
+
+def test_compare_interval_holds_the_observed_difference_and_mcnemar_counts():
+    rng = np.random.default_rng(1)
+    truth = rng.choice(LABELS, 300, p=[0.7, 0.2, 0.1])
+    good = np.where(rng.random(300) < 0.85, truth, "normal")
+    bad = np.where(rng.random(300) < 0.6, truth, "normal")
+    c = compare(truth, [good], [bad], LABELS, resamples=500)
+    d = c["delta"]["macro_f1"]
+    expected = f1_score(truth, good, labels=LABELS, average="macro") - f1_score(truth, bad, labels=LABELS, average="macro")
+    assert d["delta"] == pytest.approx(expected) and d["ci95"][0] < d["delta"] < d["ci95"][1]
+    assert d["ci95"][0] > 0  # a clear gain is told apart from noise
+    m = c["mcnemar"][0]
+    assert m["only_first_right"] == int(((good == truth) & (bad != truth)).sum()) and m["p_value"] < 0.01
+    same = compare(truth, [good], [good], LABELS, resamples=100)
+    assert same["delta"]["macro_f1"]["ci95"] == [0.0, 0.0] and same["mcnemar"][0]["p_value"] == 1.0
+    # two seeds: the difference is the mean of the seeds' differences
+    two = compare(truth, [good, bad], [bad, bad], LABELS, resamples=100)
+    assert two["delta"]["macro_f1"]["delta"] == pytest.approx(expected / 2) and len(two["mcnemar"]) == 2
