@@ -100,7 +100,7 @@ def run(config: ExperimentConfig, out: Path, only: str | None = None, fresh: boo
         raise ConfigError(f"--only {only}: this stage is not built yet in this version of rbft; "
                           f"built: {', '.join(BUILT)}")
     state = process_state()
-    run_ = Run(out, config, log)
+    run_ = Run(out, config, log if state.is_main_process else (lambda message: None))  # one voice
     if state.is_main_process:
         (out / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     records = load_manifest(config.data.manifest, config.task.labels)

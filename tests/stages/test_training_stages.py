@@ -114,10 +114,13 @@ def test_sigkill_during_training_resumes_to_the_same_end(make_config, tmp_path):
 
 def test_two_processes_train_together(make_config, tmp_path):
     config, out = make_config(training={"batch_size": 2, "select_best": False}), tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "rbft",
+    # accelerate's multi-process launcher; without a GPU the processes join over gloo on the CPU
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rbft",
                            "run", str(config), "--out", str(out), "--only", "direct_sft"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("direct_sft-seed0: training") == 1  # the main process speaks for both
     log = [r for r in lines(out / "train" / "direct_sft" / "seed0" / "train_log.jsonl") if "loss" in r]
     assert log[-1]["step"] == 2 * 6  # 24 videos over 2 processes x batch 2, 2 epochs
     assert differs(weights(SHIPPED_MODEL), weights(out / "models" / "direct_sft" / "seed0"))
