@@ -147,8 +147,6 @@ def run_command(
     except RbftError as e:
         err.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
-    if facts.get("results"):
-        _print_results(facts["results"], folder)
     if "rationales" in facts and facts["rationales"]:
         r = facts["rationales"]
         table = Table("records", "kept", "rejected", "words (median)", title=f"rationales ({escape(str(folder))})")
@@ -156,6 +154,8 @@ def run_command(
         out.print(table)
         for reason, n in r["rejected_by_reason"].items():
             out.print(f"  rejected, {escape(reason)}: {n}")
+    if facts.get("results"):
+        _print_results(facts["results"], folder)
 
 
 def _print_results(results: dict, folder: Path) -> None:

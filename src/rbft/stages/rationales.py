@@ -55,6 +55,7 @@ def make_rationales(config: ExperimentConfig, videos: Sequence[VideoRecord], out
     done = main.done().union(*(RationaleStore(p).done() for p in parts))
     pending = [v for v in videos if v.id not in done]
     mine = pending[state.process_index::state.num_processes]
+    state.wait_for_everyone()  # every process has read the files before any appends to them
     store = main if state.num_processes == 1 else RationaleStore(out / f"rationales.part{state.process_index}.jsonl")
     if state.is_main_process:
         log(f"rationales: {len(videos) - len(pending)} of {len(videos)} already written, {len(pending)} to write"
