@@ -198,6 +198,32 @@ class _bars:
 
 
 @app.command()
+def predict(
+    videos: list[Path] = typer.Argument(..., help="Video files to classify."),
+    model: Path = typer.Option(..., "--model", help="A classifier rbft trained (e.g. runs/NAME/models/rbft/seed0)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON list, an object per video."),
+) -> None:
+    """Classify videos with a trained model, by label scoring. Exit 1 when some videos are unusable."""
+    from rbft.stages.evaluate import classify
+
+    try:
+        results = classify(model, videos)
+    except RbftError as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(results, ensure_ascii=False, indent=1))
+    else:
+        table = Table("video", "label", "scores (log-probability)", title=f"rbft predict ({escape(str(model))})")
+        for r in results:
+            scores = ", ".join(f"{k} {v:.2f}" for k, v in r.get("scores", {}).items())
+            table.add_row(escape(r["video"]), escape(r.get("predicted") or f"unusable: {r['error']}"),
+                          escape(scores or r.get("message", "")))
+        out.print(table)
+    raise typer.Exit(1 if any("error" in r for r in results) else 0)
+
+
+@app.command()
 def serve(
     model: str = typer.Option(..., "--model", help="A model folder, hub name, or rbft-world-base."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (default: this machine only)."),

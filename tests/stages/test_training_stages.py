@@ -61,6 +61,17 @@ def test_stages_chain_and_write_loadable_models(make_config, tmp_path):
     assert d["delta"] == pytest.approx(results["methods"]["rbft"]["macro_f1"] - results["methods"]["direct_sft"]["macro_f1"])
     assert len(comparison["mcnemar"]) == 1
     assert {"check", "rationales", "stage1-seed0", "stage2-seed0", "direct_sft-seed0", "eval-rbft-seed0"} <= set(results["timings"])
+    # rbft predict: the trained classifier on a test video gives what the eval stage wrote; a broken video is named
+    first = lines(out / "predictions" / "rbft-seed0.jsonl")[0]
+    video = config.data.manifest.parent / "videos" / f"{first['id']}.mp4"
+    proc = rbft("predict", video, config.data.manifest.parent / "videos" / "broken.mp4",
+                "--model", out / "models" / "rbft" / "seed0", "--json")
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    good, bad = json.loads(stdout)
+    assert good["predicted"] == first["predicted"]
+    assert good["scores"] == pytest.approx(first["scores"], abs=1e-4)
+    assert bad["error"] == "truncated"
     messages = []
     run(config, out, log=messages.append)
     assert sum("done with these settings; skipped" in m for m in messages) == 4
@@ -124,3 +135,9 @@ def test_two_processes_train_together(make_config, tmp_path):
     log = [r for r in lines(out / "train" / "direct_sft" / "seed0" / "train_log.jsonl") if "loss" in r]
     assert log[-1]["step"] == 2 * 6  # 24 videos over 2 processes x batch 2, 2 epochs
     assert differs(weights(SHIPPED_MODEL), weights(out / "models" / "direct_sft" / "seed0"))
+
+
+def test_predict_refuses_a_model_that_is_not_an_rbft_classifier(world_dir):
+    proc = rbft("predict", world_dir / "videos" / "clip_00000.mp4", "--model", SHIPPED_MODEL)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "rbft_task.json" in stderr and "models/rbft/seed0" in stderr

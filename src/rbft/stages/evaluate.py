@@ -85,3 +85,44 @@ def _mean_figures(per_seed: list[dict]) -> dict:
         if all(key in r for r in per_seed):
             out[key] = mean(key)
     return out
+
+
+def classify(model_dir: str | Path, videos: Sequence[Path], batch_size: int = 8) -> list[dict]:
+    """`rbft predict`: each video's label by a classifier that rbft trained (its folder holds the task).
+
+    Returns one dict per video, in order: `video`, `predicted` and `scores` (per-label
+    log-probabilities), or `error` (the video error's kind) and `message`.
+    """
+    from rbft.config import DataConfig, TaskConfig
+    from rbft.data.cache import FrameCache
+    from rbft.data.collate import Example
+    from rbft.errors import ConfigError, VideoError
+    from rbft.prompts import label_prompt, system_prompt
+    from rbft.stages.stage2 import TASK_FILE
+
+    meta_path = Path(model_dir) / TASK_FILE
+    if not meta_path.is_file():
+        raise ConfigError(f"{model_dir}: no {TASK_FILE}; point --model at a classifier rbft trained "
+                          "(runs/<name>/models/rbft/seed0 or models/direct_sft/seed0)")
+    meta = json.loads(meta_path.read_text())
+    task, sampling = TaskConfig(**meta["task"]), DataConfig(**meta["data"]).sampling()
+    cache, out, clips = FrameCache(), [], {}
+    for video in videos:
+        try:
+            clips[Path(video)] = cache.load(video, sampling)
+            out.append({"video": str(video)})
+        except VideoError as e:
+            out.append({"video": str(video), "error": e.kind, "message": e.message})
+    usable = [Path(r["video"]) for r in out if "error" not in r]
+    if usable:
+        labels = list(task.labels)
+        processor, model = load_processor(model_dir), load_model(model_dir, dtype="float32")
+        examples = [Example(str(v), v, label_prompt(task), system=system_prompt(task)) for v in usable]
+        scores = label_logprobs(model, VideoChatCollator(processor, clips.__getitem__), examples,
+                                [label_target(x) for x in labels], batch_size)
+        by_video = {str(v): row for v, row in zip(usable, scores)}
+        for r in out:
+            if r["video"] in by_video:
+                row = by_video[r["video"]]
+                r.update(predicted=labels[int(row.argmax())], scores={x: float(s) for x, s in zip(labels, row)})
+    return out

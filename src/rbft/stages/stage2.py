@@ -10,6 +10,7 @@ zero-shot model is asked for the very reply the fine-tuned ones learnt.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -43,6 +44,15 @@ def val_macro_f1(config: ExperimentConfig, collator, val: Sequence[VideoRecord])
     return score
 
 
+TASK_FILE = "rbft_task.json"
+
+
+def write_task(config: ExperimentConfig, model_dir: Path) -> None:
+    """What `rbft predict` needs beside the weights: the task (persona, question, labels) and the frame sampling."""
+    (model_dir / TASK_FILE).write_text(json.dumps({"task": config.task.model_dump(),
+                                                   "data": config.data.model_dump(mode="json")}, indent=2) + "\n")
+
+
 def label_finetune(config: ExperimentConfig, start: str | Path, train_videos: Sequence[VideoRecord],
                    val_videos: Sequence[VideoRecord], frames: Callable, work: Path, out: Path, seed: int) -> Path:
     """Fine-tune the model at `start` on the labels (checkpoints in `work`); write the classifier to `out`."""
@@ -56,6 +66,7 @@ def label_finetune(config: ExperimentConfig, start: str | Path, train_videos: Se
     state = process_state()
     if state.is_main_process:  # one writer; the others wait for the folder
         save_model(trained, processor, out, merge=False)
+        write_task(config, out)
     state.wait_for_everyone()
     return out
 
