@@ -224,6 +224,38 @@ def predict(
 
 
 @app.command()
+def export(
+    manifest: Path = typer.Argument(..., help="The manifest whose videos to export."),
+    fmt: str = typer.Option(..., "--format", help="llamafactory or sharegpt."),
+    config: Path = typer.Option(..., "--config", help="Experiment YAML: its task gives the persona and prompts."),
+    out_file: Path = typer.Option(..., "--out", help="The JSON file to write (llamafactory: dataset_info.json beside it)."),
+    split: str = typer.Option("train", "--split", help="train, val or test."),
+    rationales: Optional[Path] = typer.Option(None, "--rationales",
+                                              help="A run's rationales.jsonl: export Stage I's data instead of labels."),
+) -> None:
+    """Write rbft's training conversations (labels, or Stage I's rationales) for LLaMA-Factory or ShareGPT tools."""
+    from rbft.config import load_config
+    from rbft.data.export import FORMATS
+    from rbft.data.export import export as write
+    from rbft.data.manifest import load_manifest
+    from rbft.data.rationales import RationaleStore
+
+    try:
+        if fmt not in FORMATS:
+            raise RbftError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+        cfg = load_config(config)
+        records = [r for r in load_manifest(manifest, cfg.task.labels) if r.split == split]
+        if rationales is not None and not rationales.is_file():
+            raise RbftError(f"--rationales {rationales}: no such file (a run folder's rationales.jsonl)")
+        by_id = RationaleStore(rationales).records if rationales is not None else None
+        n = write(cfg, records, out_file, fmt, by_id)
+    except RbftError as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    out.print(f"wrote {n} {split} conversations to {escape(str(out_file))} ({fmt})")
+
+
+@app.command()
 def serve(
     model: str = typer.Option(..., "--model", help="A model folder, hub name, or rbft-world-base."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (default: this machine only)."),
