@@ -374,9 +374,9 @@ def demo(
     out.print(f"errors: {escape(str(out_dir / 'errors.jsonl'))}; try `rbft data check {escape(str(manifest))}`.")
     _demo_world(out_dir / "world")
     out.print(
-        "[yellow]Not built yet:[/yellow] evaluation and the zero-shot vs direct SFT vs RB-FT comparison. "
-        "Rationales and training are: `rbft world generate --out W` then "
-        "`rbft run W/experiment-home-security.yaml`."
+        "[yellow]Not built yet in the demo:[/yellow] the zero-shot vs direct SFT vs RB-FT experiment, attention "
+        "maps and the report. The experiment itself runs: `rbft world generate --out W` then "
+        "`rbft run W/experiment-home-security.yaml` (about 10 minutes on 2 cores)."
     )
 
 
