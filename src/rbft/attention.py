@@ -1,0 +1,74 @@
+"""Where the label token looks: attention from the label to the video tokens (the paper's Figure 2).
+
+`label_attention` runs the conversation (video, P_label, the label as the reply) once with
+attention weights returned (the model must be loaded with `attn_implementation="eager"`;
+sdpa returns none), takes the rows of the reply's label tokens and the columns of the
+video tokens, averages over heads and layers, and lays the result on each temporal patch's
+grid. Default layers: the later half of the language model, where attention follows what
+the prediction rests on; the early layers attend mostly by position. `focus` compares a
+map with known boxes: the share of attention inside them over the share of area they cover
+(1: no preference; above 1: concentrated on them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from rbft.data.collate import IGNORE, Example
+
+
+@torch.no_grad()
+def label_attention(model, collator, example: Example, layers: Sequence[int] | None = None) -> np.ndarray:
+    """(T, H, W) attention mass of the label on the video, per temporal patch and merged patch; sums to 1."""
+    model.eval()
+    batch = collator([example])
+    labels = batch.pop("labels")[0]
+    out = model(**batch, output_attentions=True)
+    if not out.attentions or out.attentions[0] is None:
+        raise ValueError("the model returned no attention weights: load it with attn_implementation='eager'")
+    n_layers = len(out.attentions)
+    layers = list(layers) if layers is not None else list(range(n_layers // 2, n_layers))
+    ids = batch["input_ids"][0]
+    target = collator.processor.tokenizer(example.target, add_special_tokens=False)["input_ids"]
+    reply = (labels != IGNORE).nonzero().flatten()[:len(target)]  # the label's own tokens, not the end of turn
+    video = (ids == model.config.video_token_id).nonzero().flatten()
+    weights = torch.stack([out.attentions[i][0].float() for i in layers]).mean(dim=(0, 1))  # (seq, seq)
+    mass = weights[reply][:, video].mean(0)
+    t, h, w = batch["video_grid_thw"][0].tolist()
+    merge = getattr(collator.processor.video_processor, "merge_size", 1) or 1
+    grid = mass.reshape(t, h // merge, w // merge).cpu().numpy()
+    return grid / grid.sum()
+
+
+def scaled(grid: np.ndarray) -> np.ndarray:
+    """A map scaled to 0-1 for display."""
+    low, high = grid.min(), grid.max()
+    return (grid - low) / (high - low) if high > low else np.zeros_like(grid)
+
+
+def coverage(boxes: Sequence[Sequence[int] | None], size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
+    """The share of each grid cell that the union of `boxes` (x0, y0, x1, y1 in pixels of a `size` (W, H)
+    picture) covers."""
+    width, height = size
+    mask = np.zeros((height, width), bool)
+    for box in boxes:
+        if box is not None:
+            x0, y0, x1, y1 = box
+            mask[max(0, y0):min(height, y1), max(0, x0):min(width, x1)] = True
+    rows, cols = grid
+    cells = mask[: height - height % rows, : width - width % cols].reshape(rows, height // rows, cols, width // cols)
+    return cells.mean(axis=(1, 3))
+
+
+def focus(grid: np.ndarray, cover: np.ndarray) -> float | None:
+    """Share of attention on the covered cells over the share of area they cover; None without boxes.
+
+    `grid` and `cover` are (T, H, W); each temporal patch's coverage is its frames' union.
+    """
+    area = cover.mean()
+    if area == 0:
+        return None
+    return float((grid * cover).sum() / grid.sum() / area)

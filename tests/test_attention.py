@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from rbft.attention import coverage, focus, label_attention, scaled
+from rbft.data.collate import Example, VideoChatCollator
+from rbft.modeling import load_model, load_processor
+from rbft.world.generate import make_clip
+
+
+def test_label_attention_on_the_shipped_model_is_a_map_per_temporal_patch():
+    model = load_model("rbft-world-base", dtype="float32", attn_implementation="eager")
+    clip = make_clip(1, 0, "x")[1][:8]
+    collator = VideoChatCollator(load_processor("rbft-world-base"), lambda _: clip)
+    grid = label_attention(model, collator, Example("a", "v", "Is this normal?", "<normal>"))
+    assert grid.shape == (4, 8, 8)  # 8 frames in pairs, 16-pixel patches of 128x128 frames
+    assert grid.sum() == pytest.approx(1.0) and (grid >= 0).all() and grid.std() > 0
+    shown = scaled(grid)
+    assert shown.min() == 0 and shown.max() == 1
+
+
+def test_sdpa_models_are_refused_with_a_reason():
+    model = load_model("rbft-world-base", dtype="float32", attn_implementation="sdpa")
+    clip = make_clip(1, 0, "x")[1][:4]
+    collator = VideoChatCollator(load_processor("rbft-world-base"), lambda _: clip)
+    with pytest.raises(ValueError, match="eager"):
+        label_attention(model, collator, Example("a", "v", "Is this normal?", "<normal>"))
+
+
+def test_focus_is_one_for_uniform_attention_and_above_one_on_the_box():
+    cover = coverage([[32, 32, 64, 64], None], size=(128, 128), grid=(8, 8))[None]
+    assert cover.sum() == 4 and cover.max() == 1  # a 32x32 box is 2x2 cells of 16 pixels
+    uniform = np.full((1, 8, 8), 1 / 64)
+    assert focus(uniform, cover) == pytest.approx(1.0)
+    on_box = cover / cover.sum()
+    assert focus(on_box, cover) == pytest.approx(16.0)  # all mass on 1/16 of the area
+    assert focus(uniform, np.zeros_like(cover)) is None
+    half = coverage([[0, 0, 8, 16]], size=(128, 128), grid=(8, 8))
+    assert half[0, 0] == pytest.approx(0.5)
