@@ -4,7 +4,7 @@ Each stage writes `done/<stage>[-seed<k>].json` with the hash of the settings it
 when it finishes; a re-run skips a stage whose hash matches and resumes one that was cut
 short (rationales: the records written; training: the last checkpoint). A stage whose
 settings changed starts afresh, and its earlier output is moved aside, not lost.
-Attention maps and the report are not built yet; `run` says so.
+The report is not built yet; `run` says so.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from rbft.errors import ConfigError
 from rbft.stages import process_state
 
 STAGES = ("check", "rationales", "stage1", "stage2", "direct_sft", "eval", "attention", "report")
-BUILT = ("check", "rationales", "stage1", "stage2", "direct_sft", "eval")
+BUILT = ("check", "rationales", "stage1", "stage2", "direct_sft", "eval", "attention")
 ERRORS = "errors.jsonl"
 
 
@@ -131,9 +131,38 @@ def run(config: ExperimentConfig, out: Path, only: str | None = None, fresh: boo
                    lambda work, dest: direct_sft(config, splits["train"], splits["val"], frames, work, dest, seed))
     if wants("eval"):
         facts["results"] = _evaluate(run_, splits["test"], frames, fresh)
+    if wants("attention"):
+        facts["attention"] = _attention(run_, splits["test"], frames, fresh)
     if only is None:
-        log("not built yet: " + ", ".join(s for s in STAGES if s not in BUILT) + "; this run stops after eval")
+        log("not built yet: " + ", ".join(s for s in STAGES if s not in BUILT) + "; this run stops after the attention maps")
     return facts
+
+
+def _attention(run_: Run, test: list[VideoRecord], frames, fresh: bool) -> dict:
+    """Direct SFT's and RB-FT's (first seed) label attention: figures, and focus on the world; into results.json."""
+    from rbft.stages.attention import attention_stage
+
+    config, state, seed = run_.config, process_state(), run_.config.seeds[0]
+    models = {m: (run_.out / "models" / m / f"seed{seed}", run_.out / "predictions" / f"{m}-seed{seed}.jsonl")
+              for m in ("direct_sft", "rbft")}
+    if not all(p.exists() for pair in models.values() for p in pair):
+        raise ConfigError("attention needs the trained models and their predictions: run `rbft run CONFIG` first")
+    key = _hash("attention", stage_key(config, "stage2", seed), stage_key(config, "direct_sft", seed),
+                [v.id for v in test])
+    facts = run_.marker("attention").get("facts", {}) if run_.is_done("attention", key) and not fresh else None
+    if facts is None and state.is_main_process:
+        run_.start("attention", key, ("attention",), fresh)
+        started = time.perf_counter()
+        run_.log("attention: drawing the label token's attention")
+        facts = attention_stage(config, test, frames, models, run_.out / "attention")
+        run_.finish("attention", key, time.perf_counter() - started, facts)
+    state.wait_for_everyone()
+    results_path = run_.out / "results.json"
+    if state.is_main_process and facts and results_path.exists():
+        results = json.loads(results_path.read_text())
+        results["attention"] = facts
+        results_path.write_text(json.dumps(results, indent=2) + "\n")
+    return facts or {}
 
 
 def _evaluate(run_: Run, test: list[VideoRecord], frames, fresh: bool) -> dict:

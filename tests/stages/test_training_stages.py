@@ -61,6 +61,11 @@ def test_stages_chain_and_write_loadable_models(make_config, tmp_path):
     assert d["delta"] == pytest.approx(results["methods"]["rbft"]["macro_f1"] - results["methods"]["direct_sft"]["macro_f1"])
     assert len(comparison["mcnemar"]) == 1
     assert {"check", "rationales", "stage1-seed0", "stage2-seed0", "direct_sft-seed0", "eval-rbft-seed0"} <= set(results["timings"])
+    # attention: a figure per chosen video, and the focus of each method on the world's boxes
+    attention = json.loads((out / "results.json").read_text())["attention"]
+    assert sorted(p.name for p in (out / "attention").glob("*.png")) == [f"{i}.png" for i in attention["videos"]]
+    assert len(attention["videos"]) == 4 and attention["focus_videos"] == 8
+    assert set(attention["focus"]) == {"direct_sft", "rbft"} and all(f > 0 for f in attention["focus"].values())
     # rbft predict: the trained classifier on a test video gives what the eval stage wrote; a broken video is named
     first = lines(out / "predictions" / "rbft-seed0.jsonl")[0]
     video = config.data.manifest.parent / "videos" / f"{first['id']}.mp4"
