@@ -374,8 +374,8 @@ def demo(
     out.print(f"errors: {escape(str(out_dir / 'errors.jsonl'))}; try `rbft data check {escape(str(manifest))}`.")
     _demo_world(out_dir / "world")
     out.print(
-        "[yellow]Not built yet in the demo:[/yellow] the zero-shot vs direct SFT vs RB-FT experiment, attention "
-        "maps and the report. The experiment itself runs: `rbft world generate --out W` then "
+        "[yellow]Not built yet in the demo:[/yellow] the zero-shot vs direct SFT vs RB-FT experiment (with its "
+        "attention maps) and the report. The experiment itself runs: `rbft world generate --out W` then "
         "`rbft run W/experiment-home-security.yaml` (about 10 minutes on 2 cores)."
     )
 
