@@ -30,7 +30,8 @@ from rbft.data.collate import Example, VideoChatCollator
 from rbft.data.manifest import load_manifest
 from rbft.generation import generate
 from rbft.modeling import SHIPPED_MODEL, load_model, load_processor
-from rbft.prompts import label_prompt, label_target, rationale_prompt, system_prompt
+from rbft.prompts import label_target, rationale_prompt, system_prompt
+from rbft.stages.stage2 import label_examples
 from rbft.scoring import label_logprobs
 from rbft.training import TrainSettings, train
 from rbft.world.generate import Splits, generate_world, load_scenes
@@ -41,14 +42,9 @@ from rbft.world.tasks import TASKS
 TASK = TASKS["home-security"]
 
 
-def label_examples(records) -> list[Example]:
-    return [Example(r.id, r.video, label_prompt(TASK), label_target(r.label or ""), system_prompt(TASK))
-            for r in records]
-
-
 def macro_f1(model, collator, records) -> tuple[float, float]:
     labels = list(TASK.labels)
-    scores = label_logprobs(model, collator, label_examples(records), [label_target(x) for x in labels])
+    scores = label_logprobs(model, collator, label_examples(TASK, records), [label_target(x) for x in labels])
     truth = [r.label for r in records]
     pred = [labels[i] for i in scores.argmax(1)]
     return (float(f1_score(truth, pred, labels=labels, average="macro", zero_division=0)),
@@ -91,7 +87,7 @@ def main() -> None:
 
         t = time.perf_counter()
         settings = TrainSettings(epochs=args.epochs, learning_rate=2e-4, method="full", batch_size=8, seed=0)
-        tuned = train(model, collator, label_examples(train_set), Path(tmp) / "finetune", settings)
+        tuned = train(model, collator, label_examples(TASK, train_set), Path(tmp) / "finetune", settings)
         timings["finetune"] = time.perf_counter() - t
         t = time.perf_counter()
         tuned_f1, tuned_acc = macro_f1(tuned, collator, test_set)

@@ -40,12 +40,9 @@ def _setup(clips: int):
     records = load_manifest(Path(tmp) / "home-security.jsonl")
     frames = {r.video: read_video(r.video, SAMPLING).frames for r in records}
 
-    class Cfg:  # what label_examples reads
-        task = TASKS["home-security"]
-
     processor = load_processor("rbft-world-base")
     return (load_model("rbft-world-base", dtype="float32"), VideoChatCollator(processor, frames.__getitem__),
-            label_examples(Cfg, records), tmp)
+            label_examples(TASKS["home-security"], records), tmp)
 
 
 def _rbft(clips: int, steps: int, warmup: int, queue) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -71,8 +72,7 @@ def data_check(
             sampling, labels = cfg.data.sampling(), list(cfg.task.labels)
         records = records_from_folder(source) if source.is_dir() else load_manifest(source, labels)
     except RbftError as e:
-        err.print(f"[red]error:[/red] {escape(str(e))}")
-        raise typer.Exit(2) from None
+        raise _fail(e) from None
     if not records:
         err.print(f"[red]error:[/red] no videos found in {escape(str(source))}")
         raise typer.Exit(2)
@@ -108,22 +108,36 @@ def _check_with_progress(records, sampling, cache, workers: int = 0):
         return check_videos(records, sampling, cache=cache, workers=workers, on_result=lambda _: advance())
 
 
-class _progress:
-    """A progress bar on stderr (stdout stays clean for --json)."""
-
-    def __init__(self, total: int, what: str):
-        self.bar = Progress(
-            TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=err, transient=True, disable=not sys.stderr.isatty(),
-        )
-        self.task = self.bar.add_task(what, total=total)
+class _bars:
+    """Progress bars on stderr (stdout stays clean for --json), one per piece of work, made on demand:
+    inside `with _bars() as progress`, `progress(what, total)` adds a bar and returns its tick."""
 
     def __enter__(self):
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), console=err, transient=True, disable=not sys.stderr.isatty())
         self.bar.start()
-        return lambda: self.bar.advance(self.task)
+
+        def progress(what: str, total: int):
+            task = self.bar.add_task(what, total=total)
+            return lambda: self.bar.advance(task)
+
+        return progress
 
     def __exit__(self, *exc) -> None:
         self.bar.stop()
+
+
+@contextmanager
+def _progress(total: int, what: str):
+    """One bar: yields its tick."""
+    with _bars() as progress:
+        yield progress(what, total)
+
+
+def _fail(error: RbftError) -> typer.Exit:
+    """Print a user error without a traceback; the caller raises the returned exit (status 2)."""
+    err.print(f"[red]error:[/red] {escape(str(error))}")
+    return typer.Exit(2)
 
 
 @app.command("run")
@@ -145,8 +159,7 @@ def run_command(
             facts = run(cfg, folder, only=only, fresh=not resume, log=lambda m: err.print(escape(m)),
                         progress=progress)
     except RbftError as e:
-        err.print(f"[red]error:[/red] {escape(str(e))}")
-        raise typer.Exit(2) from None
+        raise _fail(e) from None
     if "rationales" in facts and facts["rationales"]:
         r = facts["rationales"]
         table = Table("records", "kept", "rejected", "words (median)", title=f"rationales ({escape(str(folder))})")
@@ -179,24 +192,6 @@ def _print_results(results: dict, folder: Path) -> None:
         out.print(f"McNemar exact test per seed, p = {ps}")
 
 
-class _bars:
-    """Progress bars on stderr, one per stage, made on demand: `progress(what, total)` returns a tick."""
-
-    def __enter__(self):
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), console=err, transient=True, disable=not sys.stderr.isatty())
-        self.bar.start()
-
-        def progress(what: str, total: int):
-            task = self.bar.add_task(what, total=total)
-            return lambda: self.bar.advance(task)
-
-        return progress
-
-    def __exit__(self, *exc) -> None:
-        self.bar.stop()
-
-
 @app.command()
 def predict(
     videos: list[Path] = typer.Argument(..., help="Video files to classify."),
@@ -209,8 +204,7 @@ def predict(
     try:
         results = classify(model, videos)
     except RbftError as e:
-        err.print(f"[red]error:[/red] {escape(str(e))}")
-        raise typer.Exit(2) from None
+        raise _fail(e) from None
     if as_json:
         print(json.dumps(results, ensure_ascii=False, indent=1))
     else:
@@ -250,8 +244,7 @@ def export(
         by_id = RationaleStore(rationales).records if rationales is not None else None
         n = write(cfg, records, out_file, fmt, by_id)
     except RbftError as e:
-        err.print(f"[red]error:[/red] {escape(str(e))}")
-        raise typer.Exit(2) from None
+        raise _fail(e) from None
     out.print(f"wrote {n} {split} conversations to {escape(str(out_file))} ({fmt})")
 
 
@@ -273,8 +266,7 @@ def serve(
         processor = load_processor(model, trust_remote_code)
         loaded = load_model(model, dtype, trust_remote_code=trust_remote_code)
     except RbftError as e:
-        err.print(f"[red]error:[/red] {escape(str(e))}")
-        raise typer.Exit(2) from None
+        raise _fail(e) from None
     server = make_server(loaded, processor, name or model, host, port, batch_size)
     # plain print: one unwrapped line that scripts (and the tests) read the port from
     print(f"serving {name or model} at http://{host}:{server.server_port}/v1 (Ctrl-C stops)", file=sys.stderr,

@@ -116,9 +116,10 @@ class _BestByMetric(TrainerCallback):
     def restore(self, model) -> dict | None:
         best = self.best()
         if best is not None:
-            missing = set(load_file(str(self.out / "best.safetensors"))) - {n for n, _ in model.named_parameters()}
+            weights = load_file(str(self.out / "best.safetensors"))
+            missing = set(weights) - {n for n, _ in model.named_parameters()}
             assert not missing, f"best weights do not fit the model: {sorted(missing)[:3]}"
-            model.load_state_dict(load_file(str(self.out / "best.safetensors")), strict=False)
+            model.load_state_dict(weights, strict=False)
         return best
 
 

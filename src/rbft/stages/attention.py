@@ -51,10 +51,11 @@ def attention_stage(config: ExperimentConfig, test: Sequence[VideoRecord], frame
 
 
 def _scenes(config: ExperimentConfig) -> dict[str, dict] | None:
-    path = config.data.manifest.parent / "scenes.jsonl"
-    if not path.is_file():
-        return None
-    return {row["id"]: row for row in map(json.loads, path.read_text().splitlines())}
+    """The world's scene records (with boxes) when the manifest is a world's, else None."""
+    from rbft.world.generate import load_scenes
+
+    world = config.data.manifest.parent
+    return load_scenes(world) if (world / "scenes.jsonl").is_file() else None
 
 
 def _mean_focus(grids: dict[str, np.ndarray], videos, frames: Callable, scenes: dict) -> float | None:

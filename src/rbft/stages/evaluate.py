@@ -12,7 +12,9 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rbft.config import ExperimentConfig
+import numpy as np
+
+from rbft.config import ExperimentConfig, TaskConfig
 from rbft.data.collate import VideoChatCollator
 from rbft.data.manifest import VideoRecord
 from rbft.metrics import classification, compare, over_seeds
@@ -22,14 +24,22 @@ from rbft.scoring import label_logprobs
 from rbft.stages.stage2 import label_examples
 
 
+def label_scores(task: TaskConfig, model_dir: str | Path, videos: Sequence[VideoRecord], frames: Callable,
+                 dtype: str = "auto", attn_implementation: str = "sdpa", trust_remote_code: bool = False,
+                 batch_size: int = 8) -> np.ndarray:
+    """(len(videos), len(labels)) log-probability of each label's target, by the model at `model_dir`."""
+    processor = load_processor(model_dir, trust_remote_code)
+    model = load_model(model_dir, dtype, attn_implementation, trust_remote_code)
+    return label_logprobs(model, VideoChatCollator(processor, frames), label_examples(task, videos),
+                          [label_target(x) for x in task.labels], batch_size)
+
+
 def predict(config: ExperimentConfig, model_dir: str | Path, videos: Sequence[VideoRecord], frames: Callable,
             out: Path, batch_size: int = 8) -> dict:
     """Score `videos` with the model at `model_dir`; write their predictions to `out`; return the figures."""
     m, labels = config.model, list(config.task.labels)
-    processor = load_processor(model_dir, m.trust_remote_code)
-    model = load_model(model_dir, m.dtype, m.attn_implementation, m.trust_remote_code)
-    scores = label_logprobs(model, VideoChatCollator(processor, frames), label_examples(config, videos),
-                            [label_target(x) for x in labels], batch_size)
+    scores = label_scores(config.task, model_dir, videos, frames, m.dtype, m.attn_implementation,
+                          m.trust_remote_code, batch_size)
     predicted = [labels[i] for i in scores.argmax(1)]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
@@ -65,15 +75,11 @@ def results(config: ExperimentConfig, run: Path, methods: dict[str, list[Path]])
 
 
 def _scores(rows, labels):
-    import numpy as np
-
     return np.array([[r["scores"][x] for x in labels] for r in rows]) if len(labels) == 2 else None
 
 
 def _mean_figures(per_seed: list[dict]) -> dict:
     """The headline figures of several seeds: means (the confusion matrix summed)."""
-    import numpy as np
-
     labels = list(per_seed[0]["per_class"])
     mean = lambda key: float(np.mean([r[key] for r in per_seed]))  # noqa: E731
     out = {"accuracy": mean("accuracy"), "macro_f1": mean("macro_f1"),
@@ -93,11 +99,9 @@ def classify(model_dir: str | Path, videos: Sequence[Path], batch_size: int = 8)
     Returns one dict per video, in order: `video`, `predicted` and `scores` (per-label
     log-probabilities), or `error` (the video error's kind) and `message`.
     """
-    from rbft.config import DataConfig, TaskConfig
+    from rbft.config import DataConfig
     from rbft.data.cache import FrameCache
-    from rbft.data.collate import Example
     from rbft.errors import ConfigError, VideoError
-    from rbft.prompts import label_prompt, system_prompt
     from rbft.stages.stage2 import TASK_FILE
 
     meta_path = Path(model_dir) / TASK_FILE
@@ -113,14 +117,11 @@ def classify(model_dir: str | Path, videos: Sequence[Path], batch_size: int = 8)
             out.append({"video": str(video)})
         except VideoError as e:
             out.append({"video": str(video), "error": e.kind, "message": e.message})
-    usable = [Path(r["video"]) for r in out if "error" not in r]
+    usable = [VideoRecord(r["video"], Path(r["video"]), None, "test") for r in out if "error" not in r]
     if usable:
         labels = list(task.labels)
-        processor, model = load_processor(model_dir), load_model(model_dir, dtype="float32")
-        examples = [Example(str(v), v, label_prompt(task), system=system_prompt(task)) for v in usable]
-        scores = label_logprobs(model, VideoChatCollator(processor, clips.__getitem__), examples,
-                                [label_target(x) for x in labels], batch_size)
-        by_video = {str(v): row for v, row in zip(usable, scores)}
+        scores = label_scores(task, model_dir, usable, lambda path: clips[path], dtype="float32", batch_size=batch_size)
+        by_video = dict(zip((v.id for v in usable), scores))
         for r in out:
             if r["video"] in by_video:
                 row = by_video[r["video"]]

@@ -122,8 +122,9 @@ def _scenes(config: ExperimentConfig) -> dict[str, dict]:
     if not path.is_file():
         raise ConfigError(f"rationales.source 'scene' needs the world's scene records, {path}; it only works on "
                           "a world written by `rbft world generate`. Use source 'self' or 'teacher' for other data.")
-    with open(path) as f:
-        return {row["id"]: row for row in map(json.loads, f)}
+    from rbft.world.generate import load_scenes
+
+    return load_scenes(path.parent)
 
 
 def scene_rationale(config: ExperimentConfig, scenes: dict[str, dict], video: VideoRecord) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sklearn.metrics import f1_score
 
-from rbft.config import ExperimentConfig
+from rbft.config import ExperimentConfig, TaskConfig
 from rbft.data.collate import Example, VideoChatCollator
 from rbft.data.manifest import VideoRecord
 from rbft.modeling import load_model, load_processor, save_model
@@ -26,15 +26,16 @@ from rbft.stages import process_state
 from rbft.training import TrainSettings, train
 
 
-def label_examples(config: ExperimentConfig, videos: Sequence[VideoRecord]) -> list[Example]:
-    prompt, system = label_prompt(config.task), system_prompt(config.task)
-    return [Example(v.id, v.video, prompt, label_target(v.label or ""), system) for v in videos]
+def label_examples(task: TaskConfig, videos: Sequence[VideoRecord]) -> list[Example]:
+    """(video, P_label) -> `<label>` with the persona; a video without a label (scoring only) gets no target."""
+    prompt, system = label_prompt(task), system_prompt(task)
+    return [Example(v.id, v.video, prompt, label_target(v.label) if v.label else "", system) for v in videos]
 
 
 def val_macro_f1(config: ExperimentConfig, collator, val: Sequence[VideoRecord]) -> Callable:
     """A function of the model: its macro-F1 on `val` by label scoring."""
     labels = list(config.task.labels)
-    examples = label_examples(config, val)
+    examples = label_examples(config.task, val)
 
     def score(model) -> float:
         scores = label_logprobs(model, collator, examples, [label_target(x) for x in labels])
@@ -62,7 +63,7 @@ def label_finetune(config: ExperimentConfig, start: str | Path, train_videos: Se
     collator = VideoChatCollator(processor, frames)
     select = val_macro_f1(config, collator, val_videos) if val_videos and config.training.select_best else None
     settings = TrainSettings.of(config.training, config.training.stage2, seed)
-    trained = train(model, collator, label_examples(config, train_videos), work, settings, select=select)
+    trained = train(model, collator, label_examples(config.task, train_videos), work, settings, select=select)
     state = process_state()
     if state.is_main_process:  # one writer; the others wait for the folder
         save_model(trained, processor, out, merge=False)
