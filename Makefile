@@ -33,6 +33,7 @@ bench: venv
 	$(PY) benchmarks/base_model.py
 	$(PY) benchmarks/generation.py
 	$(PY) benchmarks/train.py
+	$(PY) benchmarks/eval.py
 
 clean:
 	rm -rf $(VENV) rbft-demo .pytest_cache

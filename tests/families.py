@@ -7,11 +7,18 @@ so a training step takes well under a second.
 
 from __future__ import annotations
 
+import tempfile
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 from transformers import (
     AutoModelForImageTextToText,
+    AutoTokenizer,
+    GotOcr2ImageProcessor,
+    InternVLConfig,
+    InternVLProcessor,
+    InternVLVideoProcessor,
     LlavaOnevisionConfig,
     LlavaOnevisionImageProcessor,
     LlavaOnevisionProcessor,
@@ -45,7 +52,9 @@ LLAVA_OV_TEMPLATE = (
     "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ '\n' + content['text'] }}"
     "{% endfor %}{{ '<|im_end|>' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "smolvlm", "llava_onevision")
+FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "smolvlm", "llava_onevision", "internvl")
+INTERNVL_TOKENS = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
+                   "video_token": "<video>"}
 
 
 @lru_cache(maxsize=None)
@@ -54,6 +63,14 @@ def _tokenizer(extra: tuple[str, ...] = ()):
     if extra:
         tokenizer.add_special_tokens({"additional_special_tokens": list(extra)}, replace_extra_special_tokens=False)
     return tokenizer
+
+
+@lru_cache(maxsize=None)
+def _internvl_tokenizer():
+    """The world's tokenizer with InternVL's named image tokens (its processor reads them by name)."""
+    folder = Path(tempfile.mkdtemp(prefix="rbft-internvl-tokenizer-"))
+    _tokenizer(tuple(INTERNVL_TOKENS.values())).save_pretrained(folder)
+    return AutoTokenizer.from_pretrained(folder, extra_special_tokens=INTERNVL_TOKENS)
 
 
 def _text(tokenizer, **kw) -> dict:
@@ -119,6 +136,17 @@ def build(family: str, seed: int = 0):
                                num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8),
             image_token_index=tok.convert_tokens_to_ids("<image>"), video_token_index=tok.convert_tokens_to_ids("<video>"),
             vision_feature_select_strategy="full", vision_feature_layer=-1, image_grid_pinpoints=[[32, 32]])
+    elif family == "internvl":  # each frame an image: "Frame1: <img><IMG_CONTEXT>...</img>"
+        tok = _internvl_tokenizer()
+        processor = InternVLProcessor(
+            image_processor=GotOcr2ImageProcessor(size={"height": 32, "width": 32}, crop_to_patches=False),
+            tokenizer=tok, video_processor=InternVLVideoProcessor(size={"height": 32, "width": 32}),
+            image_seq_length=4, chat_template=LLAVA_OV_TEMPLATE)
+        config = InternVLConfig(
+            text_config=dict(model_type="qwen2", **_text(tok)),
+            vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                               image_size=[32, 32], patch_size=[8, 8]),
+            image_token_id=tok.context_image_token_id, downsample_ratio=0.5)
     else:
         raise ValueError(family)
     config.text_config.pad_token_id = processor.tokenizer.pad_token_id

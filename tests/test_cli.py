@@ -88,12 +88,37 @@ def test_labels_checked_against_the_config_task(tmp_path):
     assert result.returncode == 0 and json.loads(result.stdout)[0]["frames_sampled"] == 4
 
 
-def test_demo_runs_and_says_what_is_missing(tmp_path):
-    result = rbft("demo", "--out", tmp_path / "demo")
+@pytest.mark.slow  # about 1.5 minutes
+def test_demo_quick_runs_the_whole_experiment(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "rbft", "demo", "--quick", "--out", str(tmp_path / "demo")],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "demo" / "run-quick"
+    results = json.loads((run / "results.json").read_text())
+    for name in ("zero-shot", "direct SFT", "RB-FT"):
+        assert name in result.stdout
+    assert set(results["methods"]) == {"zero_shot", "direct_sft", "rbft"}
+    assert results["methods"]["rbft"]["n"] == 64
+    assert "RB-FT minus direct SFT, macro_f1" in result.stdout and "95% CI" in result.stdout
+    assert (run / "report.html").stat().st_size > 10_000 and (run / "report.md").exists()
+    assert sorted(p.name for p in (run / "attention").glob("*.png")) == [f"{v}.png" for v in results["attention"]["videos"]]
+    assert "demo finished in" in result.stdout
+    # run again: everything is done, nothing is redone
+    again = rbft("demo", "--quick", "--out", tmp_path / "demo")
+    assert again.returncode == 0 and again.stderr.count("skipped") == 4 and "eval:" not in again.stderr
+
+
+def test_demo_write_config_gives_a_config_rbft_run_takes(tmp_path):
+    result = rbft("demo", "--quick", "--write-config", tmp_path / "mine" / "exp.yaml")
     assert result.returncode == 0, result.stderr
-    assert "Not built yet" in result.stdout and "rbft-world-base says" in result.stdout
-    assert len(list((tmp_path / "demo" / "world" / "videos").iterdir())) == 4
-    assert (tmp_path / "demo" / "errors.jsonl").read_text().count("\n") == len(EXPECTED_KINDS)
+    from rbft.config import load_config
+
+    config = load_config(tmp_path / "mine" / "exp.yaml")
+    assert config.model.name_or_path == "rbft-world-base" and config.task.name == "home-security"
+    assert config.data.manifest == (tmp_path / "mine" / "world-quick" / "home-security.jsonl").resolve()
+    assert config.data.manifest.read_text().count("\n") == 64 + 16 + 64
+    check = rbft("data", "check", config.data.manifest, "--json")
+    assert check.returncode == 0
 
 
 def test_world_generate_writes_a_dataset_that_passes_the_data_check(tmp_path):

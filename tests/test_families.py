@@ -6,12 +6,13 @@ import torch
 
 from rbft.data.collate import IGNORE, Example, VideoChatCollator
 from rbft.data.video import Clip, VideoInfo
+from rbft.scoring import label_logprobs, label_logprobs_full
 from rbft.training import TrainSettings, is_vision, train
 
 from .families import FAMILIES, build
 
 END = {"qwen2_vl": "<|im_end|>\n", "qwen2_5_vl": "<|im_end|>\n", "qwen3_vl": "<|im_end|>\n",
-       "smolvlm": "<end_of_utterance>\n", "llava_onevision": "<|im_end|>"}
+       "smolvlm": "<end_of_utterance>\n", "llava_onevision": "<|im_end|>", "internvl": "<|im_end|>"}
 EXAMPLES = [Example("a", "v", "Is anything wrong here?", "<abnormal>", "You are a Smart Home Security Expert."),
             Example("b", "v", "Describe the video by its subjects.", "Subjects: a bear and a trash can.")]
 
@@ -67,3 +68,21 @@ def test_one_step_moves_every_trainable_parameter_and_no_frozen_one(family, meth
         assert lora and all(p.abs().sum() > 0 for p in lora.values())
         assert all("lora_" in n for n in trainable)
         assert not any(is_vision(strip(n)) for n in lora)
+
+
+# LLaVA-OneVision's template (used for InternVL here too) renders the assistant turn unlike its generation
+# prompt (`assistant ` + newline against `assistant` + newline), so the full-sequence reference scores
+# another context there
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f not in ("llava_onevision", "internvl")])
+def test_shared_prefix_label_scoring_equals_one_sequence_per_label(family):
+    processor, model = build(family)
+    collator, side = VideoChatCollator(processor, lambda _: clip()), processor.tokenizer.padding_side
+    # prompts of different lengths: the batched prompts are left-padded, the replies continue each row
+    examples = [Example(str(i), "v", "Is anything wrong here?" + " Look closely." * i, system="An expert.")
+                for i in range(4)]
+    targets = ["<normal>", "<abnormal>", "<vague>"]
+    fast = label_logprobs(model, collator, examples, targets, batch_size=3)
+    reference = label_logprobs_full(model, collator, examples, targets, batch_size=1)
+    assert fast.shape == (4, 3)
+    assert np.abs(fast - reference).max() < 1e-4
+    assert processor.tokenizer.padding_side == side  # restored

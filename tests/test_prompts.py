@@ -1,6 +1,6 @@
 import pytest
 
-from rbft.prompts import DIMENSIONS, label_prompt, rationale_prompt, sha256, system_prompt
+from rbft.prompts import DIMENSIONS, label_prompt, parse_label, rationale_prompt, sha256, system_prompt
 from rbft.world.tasks import TASKS
 
 TASK = TASKS["home-security"]
@@ -32,3 +32,18 @@ def test_persona_and_label_prompt():
     assert system_prompt(TASK) == "You are a Smart Home Security Expert."
     prompt = label_prompt(TASK)
     assert all(f"<{label}>" in prompt for label in TASK.labels)
+
+
+@pytest.mark.parametrize("reply, label", [
+    ("<abnormal>", "abnormal"),
+    ("The answer is < Vague >.", "vague"),
+    ("Subjects: a bear.\nReasoning: not normal at all.\nConclusion: abnormal", "abnormal"),
+    ("A resident waters the plants. It looks normal.", "normal"),
+    ("It is abnormal.", "abnormal"),  # "abnormal" never counts as "normal"
+    ("Could be normal or abnormal.", None),  # two labels named: no answer
+    ("A dog walks past the porch.", None),
+    ("non-normal", None),
+    ("<normal> because nothing else happens; <abnormal> would need an intruder", "normal"),  # the first answer
+])
+def test_free_replies_parse_to_a_label_or_fail(reply, label):
+    assert parse_label(reply, list(TASK.labels)) == label

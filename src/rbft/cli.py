@@ -88,6 +88,53 @@ def data_check(
     raise typer.Exit(0 if counts["usable"] == len(results) else 1)
 
 
+@data_app.command("import")
+def data_import(
+    fmt: str = typer.Argument(..., help="smarthome-bench, multihateclip or rbft-authors."),
+    source: Path = typer.Argument(..., help="The dataset's published annotation file, or the folder that holds it."),
+    out_file: Path = typer.Option(..., "--out", help="The manifest (.jsonl) to write."),
+    videos: Optional[Path] = typer.Option(None, "--videos", help="Folder of the downloaded videos (found by id)."),
+    binary: bool = typer.Option(False, "--binary", help="smarthome-bench: vague counts as abnormal; "
+                                "multihateclip: hateful_or_offensive vs normal."),
+    language: str = typer.Option("english", "--language", help="multihateclip: english or chinese."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the stratified split, for datasets without splits."),
+    val: float = typer.Option(0.1, "--val", help="Validation share of that split."),
+    test: float = typer.Option(0.2, "--test", help="Test share of that split."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Turn a public dataset's annotation files into an rbft manifest; name the rows it could not use and why."""
+    from rbft.data.importers import FORMATS, import_dataset
+
+    try:
+        if fmt not in FORMATS:
+            raise RbftError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        summary = import_dataset(fmt, source, out_file, videos, binary, language, seed, val, test)
+    except RbftError as e:
+        raise _fail(e) from None
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False, indent=1))
+        return
+    labels = sorted(summary["labels"])
+    table = Table("split", *labels, title=f"{summary['records']} videos ({fmt}) -> {escape(str(out_file))}")
+    for split, counts in summary["splits"].items():
+        table.add_row(split, *(str(counts.get(x, 0)) for x in labels))
+    out.print(table)
+    if summary.get("categories"):
+        out.print("categories: " + ", ".join(f"{escape(k)} {v}" for k, v in sorted(summary["categories"].items())))
+    for row in summary["skipped"]:
+        out.print(f"[yellow]not used[/yellow] {escape(row['source'])} ({escape(str(row['id']))}): {escape(row['reason'])}")
+    for note in summary["notes"]:
+        out.print(f"note: {escape(note)}")
+    if summary.get("rationales"):
+        r = summary["rationales"]
+        out.print(f"{r['records']} reference rationales written to {escape(r['file'])} "
+                  "(use them with `rationales: {source: file, file: ...}`)")
+    if summary["videos_missing"]:
+        out.print(f"{summary['videos_missing']} of {summary['records']} videos are not there yet"
+                  + ("" if videos else " (no --videos given)") + "; their records point where they are expected. "
+                  "Download them, then `rbft data check` the manifest.")
+
+
 def _print_check(results, counts, errors_path) -> None:
     bad = [r for r in results if not r.ok]
     if bad:
@@ -136,7 +183,7 @@ def _progress(total: int, what: str):
 
 def _fail(error: RbftError) -> typer.Exit:
     """Print a user error without a traceback; the caller raises the returned exit (status 2)."""
-    err.print(f"[red]error:[/red] {escape(str(error))}")
+    err.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)  # one line per line, for scripts
     return typer.Exit(2)
 
 
@@ -172,16 +219,20 @@ def run_command(
 
 
 def _print_results(results: dict, folder: Path) -> None:
-    """The comparison: each method's accuracy and macro-F1 (mean ± std over seeds), per-class F1, and the delta."""
+    """The comparison: each method's (and ablation's) accuracy and macro-F1, mean ± std over seeds, per-class
+    F1, and RB-FT minus direct SFT with its 95% interval and paired test."""
+    from rbft.report import cell, method_rows
+
     labels = results["labels"]
-    table = Table("method", "accuracy", "macro-F1", *(f"F1 {escape(x)}" for x in labels),
+    table = Table("method", "accuracy ± std [95% CI]", "macro-F1 ± std [95% CI]",
                   title=f"test set, {len(results['seeds'])} seed(s) ({escape(str(folder / 'results.json'))})")
-    for name, m in results["methods"].items():
-        spread = m["over_seeds"]
-        cell = lambda key: f"{spread[key]['mean']:.3f} ± {spread[key]['std']:.3f}"  # noqa: E731
-        table.add_row(name, cell("accuracy"), cell("macro_f1"),
-                      *(f"{spread['per_class_f1'][x]['mean']:.3f}" for x in labels))
+    per_class = Table("method", *(f"F1 {escape(x)}" for x in labels), title="per class (mean over seeds)")
+    for name, m in method_rows(results):
+        failures = f" (unparsed {m['parse_failure_rate']:.0%})" if "parse_failure_rate" in m else ""
+        table.add_row(escape(name) + failures, cell(m, "accuracy"), cell(m, "macro_f1"))
+        per_class.add_row(escape(name), *(f"{m['over_seeds']['per_class_f1'][x]['mean']:.3f}" for x in labels))
     out.print(table)
+    out.print(per_class)
     comparison = results["comparisons"].get("rbft_minus_direct_sft")
     if comparison:
         for key in ("macro_f1", "accuracy", *(f"f1:{x}" for x in labels)):
@@ -190,6 +241,17 @@ def _print_results(results: dict, folder: Path) -> None:
                       f"{d['ci95'][1]:+.3f})")
         ps = ", ".join(f"{t['p_value']:.3g}" for t in comparison["mcnemar"])
         out.print(f"McNemar exact test per seed, p = {ps}")
+    for name, ablation in results.get("ablations", {}).items():
+        d = ablation["comparisons"].get("rbft_minus_direct_sft", {}).get("delta", {}).get("macro_f1")
+        if d:
+            out.print(f"ablation {escape(name)}: RB-FT minus direct SFT, macro_f1 {d['delta']:+.3f} "
+                      f"(95% CI {d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f})")
+    attention = results.get("attention", {}).get("focus")
+    if attention:
+        out.print("attention focus (share in the boxes / their area): "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in attention.items()))
+    if (folder / "report.html").exists():
+        out.print(f"report: {escape(str(folder / 'report.html'))}")
 
 
 @app.command()
@@ -334,65 +396,41 @@ def world_pretrain(
 
 @app.command()
 def demo(
-    out_dir: Path = typer.Option(Path("rbft-demo"), "--out", help="Folder for everything the demo writes."),
+    out_dir: Path = typer.Option(Path("rbft-demo"), "--out", help="Folder for the world, the config and the run."),
+    quick: bool = typer.Option(False, "--quick", help="Fewer clips and one seed: about 3 minutes on 2 cores."),
+    write_config: Optional[Path] = typer.Option(
+        None, "--write-config", help="Only draw the world and write the demo's config here, to edit and `rbft run`."),
 ) -> None:
-    """Run what exists of the demo offline on the CPU.
+    """The whole RB-FT experiment on the built-in smart-home world, offline on the CPU.
 
-    Today: write a sample dataset (clips in every supported container and codec, a
-    rotated phone clip, a variable-frame-rate clip, and broken files) and run the data
-    check on it; then draw a few clips of the built-in smart-home world and let the
-    shipped base model describe them. The RB-FT experiment itself (zero-shot vs direct
-    SFT vs RB-FT) is not built yet.
+    Zero-shot vs direct SFT vs RB-FT with the shipped base model on `home-security`, 3 seeds
+    (`--quick`: one), printed with intervals; the run folder holds results.json, report.html,
+    report.md and the attention figures. A re-run resumes where it stopped.
     """
-    from rbft.data.cache import FrameCache
-    from rbft.data.check import summarize, write_errors
-    from rbft.data.manifest import load_manifest
-    from rbft.data.samples import write_sample_set
-    from rbft.data.video import FrameSampling
+    import time
 
-    out.print(f"[bold]rbft {rbft.__version__} demo[/bold]: the video layer on a sample dataset in {escape(str(out_dir))}")
-    manifest = write_sample_set(out_dir / "samples")
-    records = load_manifest(manifest)
-    results = _check_with_progress(records, FrameSampling(), FrameCache(out_dir / "cache"))
-    write_errors(results, out_dir / "errors.jsonl")
-    table = Table("id", "ok", "kind", "upright size", "duration s", "frames", title="rbft data check")
-    for r in results:
-        size = f"{r.width}x{r.height}" if r.ok else ""
-        table.add_row(escape(r.id), "yes" if r.ok else "no", r.error_kind or "", size,
-                      f"{r.duration_s:.2f}" if r.ok else "", str(r.frames_sampled or ""))
-    out.print(table)
-    counts = summarize(results)
-    out.print(f"{counts['usable']} of {len(results)} usable; the others are broken on purpose, each reported with its kind.")
-    out.print(f"errors: {escape(str(out_dir / 'errors.jsonl'))}; try `rbft data check {escape(str(manifest))}`.")
-    _demo_world(out_dir / "world")
-    out.print(
-        "[yellow]Not built yet in the demo:[/yellow] the zero-shot vs direct SFT vs RB-FT experiment (with its "
-        "attention maps) and the report. The experiment itself runs: `rbft world generate --out W` then "
-        "`rbft run W/experiment-home-security.yaml` (about 10 minutes on 2 cores)."
-    )
+    from rbft.config import load_config
+    from rbft.demo import FULL, QUICK, prepare
+    from rbft.pipeline import run
 
-
-def _demo_world(world: Path) -> None:
-    """A few clips of the built-in world, described by the shipped base model."""
-    from rbft.data.collate import Example, VideoChatCollator
-    from rbft.data.video import read_video
-    from rbft.generation import generate
-    from rbft.modeling import load_model, load_processor
-    from rbft.world.captions import DESCRIBE
-    from rbft.world.generate import Splits, generate_world, load_scenes
-    from rbft.world.pretrain import SAMPLING
-
-    generate_world(world, seed=0, splits=Splits(0, 0, 4))
-    scenes = load_scenes(world)
-    collator = VideoChatCollator(load_processor("rbft-world-base"), lambda p: read_video(p, SAMPLING).frames)
-    examples = [Example(i, world / "videos" / f"{i}.mp4", DESCRIBE) for i in scenes]
-    texts = generate(load_model("rbft-world-base", dtype="float32"), collator, examples, max_new_tokens=80)
-    table = Table("clip", "truth (scene record)", "rbft-world-base says", title="the built-in world")
-    for (clip_id, row), text in zip(scenes.items(), texts):
-        main = row["subjects"][0]
-        table.add_row(clip_id, f"{main['kind']}, {main['action']}, {row['scene']}, {row['time']}", escape(text))
-    out.print(table)
-    out.print(f"world clips: {escape(str(world))}; draw more with `rbft world generate --out DIR`.")
+    started = time.perf_counter()
+    config_path = write_config or out_dir / ("demo-quick.yaml" if quick else "demo.yaml")
+    with _progress((QUICK if quick else FULL).splits.total, "drawing the world") as tick:
+        prepare(config_path, quick, on_clip=lambda *_: tick())
+    if write_config is not None:
+        out.print(f"wrote {escape(str(write_config))} (and its world beside it); edit it, then "
+                  f"`rbft run {escape(str(write_config))}`")
+        return
+    folder = out_dir / ("run-quick" if quick else "run")
+    out.print(f"[bold]rbft {rbft.__version__} demo[/bold]{' (quick)' if quick else ''}: zero-shot vs direct SFT vs "
+              f"RB-FT on the built-in world, config {escape(str(config_path))}, run folder {escape(str(folder))}")
+    try:
+        with _bars() as progress:
+            facts = run(load_config(config_path), folder, log=lambda m: err.print(escape(m)), progress=progress)
+    except RbftError as e:
+        raise _fail(e) from None
+    _print_results(facts["results"], folder)
+    out.print(f"demo finished in {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

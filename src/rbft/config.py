@@ -44,6 +44,8 @@ class DataConfig(_Strict):
     max_frames: int = Field(default=32, ge=1)
     max_pixels: int | None = Field(default=360 * 420, ge=1)
     decode_workers: int = Field(default=0, ge=0, description="0: one per CPU core")
+    train_limit: int | None = Field(default=None, ge=1, description="use only this many labelled training videos "
+                                    "(each label's share kept, manifest order): the number-of-videos ablation")
 
     @model_validator(mode="after")
     def _one_rate(self) -> "DataConfig":
@@ -101,9 +103,12 @@ class TrainingConfig(_Strict):
 class RationaleConfig(_Strict):
     """Offline data construction: who writes the rationales, from which prompt, how, and which are kept."""
 
-    source: Literal["self", "teacher", "scene"] = Field(
-        default="self", description="self: the base model; teacher: `teacher`; scene: the world's ground truth")
+    source: Literal["self", "teacher", "scene", "file"] = Field(
+        default="self", description="self: the base model; teacher: `teacher`; scene: the world's ground truth; "
+        "file: rationales written elsewhere (`file`, e.g. the RB-FT authors' from `rbft data import`)")
     teacher: str | None = Field(default=None, description="a teacher model's folder or hub name (source: teacher)")
+    file: Path | None = Field(default=None, description="source: file: a JSONL of records with `id` and "
+                              "`rationale` (relative to the config file)")
     label_hint: bool = Field(default=True, description="state the video's label in the prompt, as the authors did")
     endpoint: str | None = Field(default=None, description="an OpenAI-compatible server's base URL, e.g. "
                                  "http://127.0.0.1:8000/v1; unset: generate in this process")
@@ -124,7 +129,19 @@ class RationaleConfig(_Strict):
     def _teacher_named(self) -> "RationaleConfig":
         if self.source == "teacher" and not (self.teacher or self.endpoint_model):
             raise ValueError("source 'teacher' needs `teacher` (a model folder or hub name) or `endpoint_model`")
+        if self.source == "file" and self.file is None:
+            raise ValueError("source 'file' needs `file` (a JSONL with `id` and `rationale` per video)")
         return self
+
+
+class EvalConfig(_Strict):
+    """How the test split is judged: label scoring (default) or free generation read by a parser."""
+
+    mode: Literal["score", "generate"] = Field(
+        default="score", description="score: each label's log-probability, argmax (no parse failures); "
+        "generate: the model's free reply, parsed (failures counted)")
+    max_new_tokens: int = Field(default=64, ge=1, description="generate mode: the reply's budget (the authors: 64, greedy)")
+    batch_size: int = Field(default=8, ge=1)
 
 
 class ExperimentConfig(_Strict):
@@ -136,7 +153,47 @@ class ExperimentConfig(_Strict):
     model: ModelConfig
     rationales: RationaleConfig = RationaleConfig()
     training: TrainingConfig = TrainingConfig()
+    eval: EvalConfig = EvalConfig()
     seeds: list[int] = Field(default=[0], min_length=1)
+    ablations: dict[str, dict] = Field(default={}, description="name -> settings that differ from this config "
+                                       "(under rationales, training, data or model); each is run and compared too")
+
+    @field_validator("ablations")
+    @classmethod
+    def _ablations_valid(cls, ablations: dict[str, dict]) -> dict[str, dict]:
+        for name, changes in ablations.items():
+            if not name or "/" in name or name.startswith("."):
+                raise ValueError(f"ablation name {name!r}: use a plain folder name")
+            if not isinstance(changes, dict) or not changes:
+                raise ValueError(f"ablation {name!r}: give the settings that differ, e.g. {{rationales: {{source: scene}}}}")
+            wrong = sorted(set(changes) - ABLATABLE)
+            if wrong:
+                raise ValueError(f"ablation {name!r}: {', '.join(wrong)} cannot vary (only {', '.join(sorted(ABLATABLE))}); "
+                                 "a different task or test set is another experiment")
+            if "manifest" in (changes.get("data") or {}):
+                raise ValueError(f"ablation {name!r}: data.manifest cannot vary (the test set must be the same); "
+                                 "use data.train_limit for fewer labelled videos")
+        return ablations
+
+    def ablation(self, name: str) -> "ExperimentConfig":
+        """This config with ablation `name`'s settings merged in (and no ablations of its own)."""
+        raw = _merge(self.model_dump(mode="json"), self.ablations[name])
+        raw["ablations"] = {}
+        raw["name"] = f"{self.name}[{name}]"
+        try:
+            return ExperimentConfig.model_validate(raw)
+        except ValidationError as e:
+            raise ConfigError(f"ablation {name!r}: invalid settings\n" + _describe(e)) from None
+
+
+ABLATABLE = {"rationales", "training", "data", "model", "seeds"}  # seeds: fewer, to spend less
+
+
+def _merge(base: dict, changes: dict) -> dict:
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
@@ -161,6 +218,14 @@ def load_config(path: str | Path) -> ExperimentConfig:
     if not config.data.manifest.is_absolute():
         data = config.data.model_copy(update={"manifest": (path.parent / config.data.manifest).resolve()})
         config = config.model_copy(update={"data": data})
+    if config.rationales.file is not None and not config.rationales.file.is_absolute():
+        rationales = config.rationales.model_copy(update={"file": (path.parent / config.rationales.file).resolve()})
+        config = config.model_copy(update={"rationales": rationales})
+    for name in config.ablations:  # every ablation must be valid before any work
+        try:
+            config.ablation(name)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
     return config
 
 

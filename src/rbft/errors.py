@@ -34,3 +34,7 @@ class VideoError(RbftError):
         self.path = str(path)
         self.message = message
         super().__init__(f"{kind}: {self.path}: {message}")
+
+
+class DataError(RbftError):
+    """A dataset's annotation files cannot be read as their format says."""

@@ -1,7 +1,7 @@
 """The figures of the comparison, from scikit-learn and scipy: per method, over seeds, and paired.
 
 `classification` gives one model's figures on one test set; `over_seeds` their mean and
-standard deviation; `compare` RB-FT minus direct SFT on the same videos: a 95% bootstrap
+standard deviation; `interval` a method's 95% bootstrap interval over test videos; `compare` RB-FT minus direct SFT on the same videos: a 95% bootstrap
 interval (videos resampled with replacement, both methods together) for macro-F1, accuracy
 and each class's F1, and McNemar's exact test on which videos each gets right.
 """
@@ -51,6 +51,23 @@ def over_seeds(runs: Sequence[dict]) -> dict:
            if all(key in r for r in runs)}
     out["per_class_f1"] = {label: stat([r["per_class"][label]["f1"] for r in runs]) for label in runs[0]["per_class"]}
     return out
+
+
+def interval(truth: Sequence[str], runs: Sequence[Sequence[str]], labels: Sequence[str], resamples: int = 2000,
+             seed: int = 0) -> dict:
+    """95% bootstrap intervals of one method's accuracy and macro-F1 (mean over seeds), test videos resampled
+    with replacement (the same draw for every seed)."""
+    truth, labels = np.asarray(truth), list(labels)
+    runs = [np.asarray(x) for x in runs]
+
+    def figures(idx) -> np.ndarray:
+        return np.mean([[(x[idx] == truth[idx]).mean(),
+                         f1_score(truth[idx], x[idx], labels=labels, average="macro", zero_division=0)] for x in runs], 0)
+
+    rng = np.random.default_rng(seed)
+    draws = np.array([figures(rng.integers(0, len(truth), len(truth))) for _ in range(resamples)])
+    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    return {"accuracy": [float(low[0]), float(high[0])], "macro_f1": [float(low[1]), float(high[1])]}
 
 
 def compare(truth: Sequence[str], a: Sequence[Sequence[str]], b: Sequence[Sequence[str]], labels: Sequence[str],

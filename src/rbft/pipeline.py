@@ -1,16 +1,22 @@
-"""The experiment of DESIGN.md, stage by stage: data check -> rationales -> stage I -> stage II, direct SFT, eval.
+"""The experiment of DESIGN.md, stage by stage: data check -> rationales -> stage I -> stage II, direct SFT,
+eval, attention, ablations, report.
 
 Each stage writes `done/<stage>[-seed<k>].json` with the hash of the settings it depends on
 when it finishes; a re-run skips a stage whose hash matches and resumes one that was cut
 short (rationales: the records written; training: the last checkpoint). A stage whose
 settings changed starts afresh, and its earlier output is moved aside, not lost.
-The report is not built yet; `run` says so.
+
+Ablations (`ablations:` in the config) run as whole experiments in `ablations/<name>/`,
+each borrowing from the main run every stage whose hash is the same there (hard links, so
+nothing is trained or scored twice): the rationale-source ablation retrains Stage I and II
+but not direct SFT; the LoRA one retrains everything. Their figures join `results.json`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -24,8 +30,7 @@ from rbft.data.manifest import VideoRecord, load_manifest
 from rbft.errors import ConfigError
 from rbft.stages import process_state
 
-STAGES = ("check", "rationales", "stage1", "stage2", "direct_sft", "eval", "attention", "report")
-BUILT = ("check", "rationales", "stage1", "stage2", "direct_sft", "eval", "attention")
+STAGES = ("check", "rationales", "stage1", "stage2", "direct_sft", "eval", "attention", "ablations", "report")
 ERRORS = "errors.jsonl"
 
 
@@ -36,13 +41,17 @@ def _hash(*parts) -> str:
 def stage_key(config: ExperimentConfig, stage: str, seed: int | None = None) -> str:
     """The hash of everything `stage`'s output depends on (for training stages, with `seed`)."""
     manifest = hashlib.sha256(config.data.manifest.read_bytes()).hexdigest()
-    check = _hash("check", manifest, config.data.model_dump(mode="json", exclude={"decode_workers"}))
+    check = _hash("check", manifest, config.data.model_dump(mode="json", exclude={"decode_workers", "train_limit"}))
     if stage == "check":
         return check
-    base = (check, config.task.model_dump(), config.model.model_dump())
+    base = (check, config.task.model_dump(), config.model.model_dump(), config.data.train_limit)
     training = config.training.model_dump(mode="json", exclude={"report_to"})
     if stage == "rationales":
-        r = config.rationales.model_dump(exclude={"concurrency", "timeout_s", "retries", "batch_size"})
+        r = config.rationales.model_dump(mode="json", exclude={"concurrency", "timeout_s", "retries", "batch_size"})
+        if r["file"] is None:
+            del r["file"]  # (runs from before the file source keep their key)
+        elif config.rationales.file.is_file():
+            r["file"] = hashlib.sha256(config.rationales.file.read_bytes()).hexdigest()  # its content, not its name
         return _hash(stage, *base, r, config.seeds[0])
     if stage == "stage1":
         return _hash(stage, stage_key(config, "rationales"), {k: v for k, v in training.items() if k != "stage2"}, seed)
@@ -56,9 +65,30 @@ def stage_key(config: ExperimentConfig, stage: str, seed: int | None = None) -> 
 class Run:
     """A run folder: its stages' done markers and outputs."""
 
-    def __init__(self, out: Path, config: ExperimentConfig, log: Callable[[str], None]):
-        self.out, self.config, self.log = out, config, log
+    def __init__(self, out: Path, config: ExperimentConfig, log: Callable[[str], None], parent: "Run | None" = None):
+        self.out, self.config, self.log, self.parent = out, config, log, parent
         (out / "done").mkdir(parents=True, exist_ok=True)
+
+    def borrow(self, name: str, key: str, outputs: tuple[str, ...]) -> bool:
+        """When the parent run finished `name` with the same settings, hard-link its outputs here; True if so."""
+        parent = self.parent
+        if parent is None or not parent.is_done(name, key) or not all((parent.out / o).exists() for o in outputs):
+            return False
+        state = process_state()
+        if state.is_main_process:
+            for output in outputs:
+                source, dest = parent.out / output, self.out / output
+                if dest.exists():
+                    shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if source.is_dir():
+                    shutil.copytree(source, dest, copy_function=_link)
+                else:
+                    _link(source, dest)
+            self._write(name, {**parent.marker(name), "borrowed_from": str(parent.out)})
+            self.log(f"{name}: the same as in the main run; borrowed")
+        state.wait_for_everyone()
+        return True
 
     def marker(self, name: str) -> dict | None:
         path = self.out / "done" / f"{name}.json"
@@ -92,15 +122,17 @@ class Run:
 
 
 def run(config: ExperimentConfig, out: Path, only: str | None = None, fresh: bool = False,
-        log: Callable[[str], None] = print, progress: Callable[[str, int], Callable] | None = None) -> dict:
-    """Run the built stages in order (or `only` one, after the data check it needs); returns each stage's facts."""
+        log: Callable[[str], None] = print, progress: Callable[[str, int], Callable] | None = None,
+        parent: Run | None = None) -> dict:
+    """Run the stages in order (or `only` one, after the data check it needs); returns each stage's facts.
+
+    `parent`: the main run, for an ablation's run (it borrows what is the same and skips the
+    zero-shot baseline, attention maps and report, which the main run has).
+    """
     if only is not None and only not in STAGES:
         raise ConfigError(f"--only {only!r}: unknown stage; the stages are {', '.join(STAGES)}")
-    if only is not None and only not in BUILT:
-        raise ConfigError(f"--only {only}: this stage is not built yet in this version of rbft; "
-                          f"built: {', '.join(BUILT)}")
     state = process_state()
-    run_ = Run(out, config, log if state.is_main_process else (lambda message: None))  # one voice
+    run_ = Run(out, config, log if state.is_main_process else (lambda message: None), parent)  # one voice
     if state.is_main_process:
         (out / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     records = load_manifest(config.data.manifest, config.task.labels)
@@ -112,6 +144,7 @@ def run(config: ExperimentConfig, out: Path, only: str | None = None, fresh: boo
     state.wait_for_everyone()
     bad = {json.loads(line)["id"] for line in (out / ERRORS).read_text().splitlines()} if (out / ERRORS).exists() else set()
     splits = {s: [r for r in records if r.split == s and r.id not in bad] for s in ("train", "val", "test")}
+    splits["train"] = limit_train(splits["train"], config.data.train_limit)
     if not splits["train"]:
         raise ConfigError(f"{config.data.manifest}: no usable training video (see {out / ERRORS})")
     wants = lambda stage: only in (None, stage)  # noqa: E731
@@ -130,12 +163,83 @@ def run(config: ExperimentConfig, out: Path, only: str | None = None, fresh: boo
             _train(run_, "direct_sft", seed, fresh,
                    lambda work, dest: direct_sft(config, splits["train"], splits["val"], frames, work, dest, seed))
     if wants("eval"):
-        facts["results"] = _evaluate(run_, splits["test"], frames, fresh)
+        facts["results"] = _evaluate(run_, splits["test"], frames, fresh, zero_shot=parent is None)
+    if parent is not None:
+        return facts
     if wants("attention"):
         facts["attention"] = _attention(run_, splits["test"], frames, fresh)
-    if only is None:
-        log("not built yet: " + ", ".join(s for s in STAGES if s not in BUILT) + "; this run stops after the attention maps")
+    if wants("ablations") and config.ablations:
+        facts["ablations"] = _ablations(run_, only, fresh, progress)
+    if wants("report") and state.is_main_process:
+        _report(run_, frames, fresh)
+    if facts.get("results") and (out / "results.json").exists():
+        facts["results"] = json.loads((out / "results.json").read_text())  # with attention and ablations
     return facts
+
+
+def _report(run_: Run, frames, fresh: bool) -> None:
+    """report.html and report.md, unless they were written from these very results."""
+    from rbft.report import write_report
+
+    results = run_.out / "results.json"
+    if not results.exists():
+        raise ConfigError("report: no results.json in the run folder yet; run `rbft run CONFIG` first")
+    key = _hash("report", hashlib.sha256(results.read_bytes()).hexdigest(), run_.config.model_dump(mode="json"))
+    if not fresh and run_.is_done("report", key) and (run_.out / "report.html").exists():
+        run_.log(f"report: done with these results; {run_.out / 'report.html'}")
+        return
+    run_.start("report", key, ())
+    started = time.perf_counter()
+    html, _ = write_report(run_.out, frames)
+    run_.finish("report", key, time.perf_counter() - started)
+    run_.log(f"report: {html}")
+
+
+def limit_train(train: list[VideoRecord], limit: int | None) -> list[VideoRecord]:
+    """The first `limit` training videos in manifest order, each label keeping its share (at least one)."""
+    if limit is None or limit >= len(train):
+        return train
+    by_label: dict = {}
+    for record in train:
+        by_label.setdefault(record.label, []).append(record)
+    share = {label: limit * len(rows) / len(train) for label, rows in by_label.items()}
+    quota = {label: max(1, int(x)) for label, x in share.items()}
+    while sum(quota.values()) < limit:  # the rest to the labels furthest below their share, with videos left
+        room = [x for x in quota if quota[x] < len(by_label[x])]
+        quota[max(room, key=lambda x: share[x] - quota[x])] += 1
+    while sum(quota.values()) > limit and max(quota.values()) > 1:  # the one-each floor can overshoot
+        quota[max(quota, key=quota.get)] -= 1
+    keep = {r.id for label, rows in by_label.items() for r in rows[:quota[label]]}
+    return [r for r in train if r.id in keep]
+
+
+def _ablations(run_: Run, only: str | None, fresh: bool, progress) -> dict:
+    """Each ablation as its own run under `ablations/<name>/`; its figures and comparison into results.json."""
+    config, state = run_.config, process_state()
+    if not (run_.out / "results.json").exists():
+        raise ConfigError("ablations: run the main experiment first (`rbft run CONFIG`)")
+    facts = {}
+    for name, changes in config.ablations.items():
+        run_.log(f"ablation {name}: {json.dumps(changes)}")
+        sub = run(config.ablation(name), run_.out / "ablations" / name, None, fresh, run_.log, progress, parent=run_)
+        results = sub["results"]
+        facts[name] = {"changes": changes, "methods": results["methods"],
+                       "comparisons": results["comparisons"]}
+    if state.is_main_process:
+        path = run_.out / "results.json"
+        results = json.loads(path.read_text())
+        results["ablations"] = facts
+        path.write_text(json.dumps(results, indent=2) + "\n")
+    state.wait_for_everyone()
+    return facts
+
+
+def _link(source, dest) -> None:
+    """A hard link where the file system allows, else a copy."""
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copy2(source, dest)
 
 
 def _attention(run_: Run, test: list[VideoRecord], frames, fresh: bool) -> dict:
@@ -165,15 +269,15 @@ def _attention(run_: Run, test: list[VideoRecord], frames, fresh: bool) -> dict:
     return facts or {}
 
 
-def _evaluate(run_: Run, test: list[VideoRecord], frames, fresh: bool) -> dict:
+def _evaluate(run_: Run, test: list[VideoRecord], frames, fresh: bool, zero_shot: bool = True) -> dict:
     """Score zero-shot, direct SFT and RB-FT (every seed) on the test split; write results.json."""
     from rbft.stages.evaluate import predict, results
 
     config, state = run_.config, process_state()
     if not test or any(v.label is None for v in test):
         raise ConfigError(f"{config.data.manifest}: eval needs labelled test videos (split: test, with a label)")
-    methods: dict[str, list[Path]] = {"zero_shot": [], "direct_sft": [], "rbft": []}
-    jobs = [("zero_shot", None, config.model.name_or_path, stage_key(config, "check"))]
+    methods: dict[str, list[Path]] = {**({"zero_shot": []} if zero_shot else {}), "direct_sft": [], "rbft": []}
+    jobs = [("zero_shot", None, config.model.name_or_path, stage_key(config, "check"))] if zero_shot else []
     for seed in config.seeds:
         for method, stage in (("direct_sft", "direct_sft"), ("rbft", "stage2")):
             if not run_.is_done(f"{stage}-seed{seed}", stage_key(config, stage, seed)):
@@ -185,8 +289,9 @@ def _evaluate(run_: Run, test: list[VideoRecord], frames, fresh: bool) -> dict:
         path = run_.out / "predictions" / f"{name}.jsonl"
         methods[method].append(path)
         key = _hash("eval", trained, config.model.model_dump(), config.task.model_dump(),
-                    [v.id for v in test], stage_key(config, "check"))
-        if run_.is_done(f"eval-{name}", key) and path.exists() and not fresh:
+                    config.eval.model_dump(exclude={"batch_size"}), [v.id for v in test], stage_key(config, "check"))
+        if not fresh and ((run_.is_done(f"eval-{name}", key) and path.exists())
+                          or run_.borrow(f"eval-{name}", key, (f"predictions/{name}.jsonl",))):
             continue
         if state.is_main_process:
             run_.start(f"eval-{name}", key, ())
@@ -217,7 +322,8 @@ def _rationales(run_: Run, train: list[VideoRecord], frames, fresh: bool, progre
     from rbft.stages.rationales import make_rationales
 
     config, state, key = run_.config, process_state(), stage_key(run_.config, "rationales")
-    if run_.is_done("rationales", key) and not fresh:
+    if not fresh and (run_.is_done("rationales", key)
+                      or run_.borrow("rationales", key, ("rationales.jsonl", "rationales_summary.json"))):
         run_.log("rationales: done with these settings; skipped")
         return run_.marker("rationales").get("facts", {})
     if state.is_main_process:
@@ -261,7 +367,7 @@ def _train(run_: Run, stage: str, seed: int, fresh: bool, go: Callable[[Path, Pa
     """Run a training stage for `seed` unless done: checkpoints in train/<stage>/seed<k>, model in models/."""
     name, key, state = f"{stage}-seed{seed}", stage_key(run_.config, stage, seed), process_state()
     model_dir = f"models/{'rbft' if stage == 'stage2' else stage}/seed{seed}"
-    if run_.is_done(name, key) and not fresh:
+    if not fresh and (run_.is_done(name, key) or run_.borrow(name, key, (f"train/{stage}/seed{seed}", model_dir))):
         run_.log(f"{name}: done with these settings; skipped")
         return
     if state.is_main_process:

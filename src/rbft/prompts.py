@@ -7,6 +7,8 @@ video's label), so the sha256 of the text a model was given versions it.
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Sequence
 
 from rbft.config import TaskConfig
 
@@ -31,6 +33,25 @@ def system_prompt(task: TaskConfig) -> str:
 def label_target(label: str) -> str:
     """What the model answers in Stage II and is scored on: the label in angle brackets, as in the paper."""
     return f"<{label}>"
+
+
+def parse_label(text: str, labels: Sequence[str]) -> str | None:
+    """The label a free-form reply gives, or None (a parse failure).
+
+    In order: the first label in angle brackets (`<abnormal>`, the trained format); else the
+    label named on the last `Conclusion:` / `Answer:` / `Classification:` line; else the one
+    label named as a word when exactly one is (`abnormal` never counts as `normal`).
+    """
+    found = [(m.start(), x) for x in labels for m in [re.search(rf"<\s*{re.escape(x)}\s*>", text, re.I)] if m]
+    if found:
+        return min(found)[1]
+    verdicts = re.findall(r"^\W*(?:conclusion|answer|classification|label)\W*:(.*)$", text, re.I | re.M)
+    for line in verdicts[-1:]:
+        named = [(m.start(), x) for x in labels for m in [re.search(rf"\b{re.escape(x)}\b", line, re.I)] if m]
+        if named:
+            return min(named)[1]
+    named = [x for x in labels if re.search(rf"(?<![-\w]){re.escape(x)}(?![-\w])", text, re.I)]
+    return named[0] if len(named) == 1 else None
 
 
 def _options(task: TaskConfig) -> str:

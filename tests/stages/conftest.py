@@ -26,28 +26,47 @@ def world_dir(tmp_path_factory) -> Path:
     return world
 
 
+def write_config(folder: Path, world_dir: Path, training: dict | None = None, extra: dict | None = None,
+                 **rationales) -> Path:
+    """An experiment YAML in `folder` over the world (a copy of its manifest, so edits stay local)."""
+    manifest = folder / "home-security.jsonl"
+    if not manifest.exists():
+        shutil.copy(world_dir / "home-security.jsonl", manifest)
+        (folder / "videos").symlink_to(world_dir / "videos")
+        shutil.copy(world_dir / "scenes.jsonl", folder / "scenes.jsonl")
+    config = {"name": "t", "task": TASKS["home-security"].model_dump(),
+              "data": {"manifest": str(manifest), "max_pixels": 128 * 128, "decode_workers": 1},
+              "model": {"name_or_path": "rbft-world-base", "dtype": "float32"},
+              "rationales": {"max_new_tokens": 48, "batch_size": 2, **rationales},
+              "training": {"method": "full", "batch_size": 4, "gradient_accumulation": 1, "logging_steps": 1,
+                           "stage1": {"epochs": 1, "learning_rate": 2e-4},
+                           "stage2": {"epochs": 2, "learning_rate": 2e-4}, **(training or {})},
+              **(extra or {})}
+    path = folder / f"config{len(list(folder.glob('config*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
 @pytest.fixture
 def make_config(world_dir, tmp_path):
-    """Write an experiment YAML over the world (a copy of its manifest, so edits stay local) and return its path."""
+    """Write an experiment YAML over the world and return its path."""
+    return lambda training=None, extra=None, **rationales: write_config(tmp_path, world_dir, training, extra,
+                                                                       **rationales)
 
-    def make(training: dict | None = None, **rationales) -> Path:
-        manifest = tmp_path / "home-security.jsonl"
-        if not manifest.exists():
-            shutil.copy(world_dir / "home-security.jsonl", manifest)
-            (tmp_path / "videos").symlink_to(world_dir / "videos")
-            shutil.copy(world_dir / "scenes.jsonl", tmp_path / "scenes.jsonl")
-        config = {"name": "t", "task": TASKS["home-security"].model_dump(),
-                  "data": {"manifest": str(manifest), "max_pixels": 128 * 128, "decode_workers": 1},
-                  "model": {"name_or_path": "rbft-world-base", "dtype": "float32"},
-                  "rationales": {"max_new_tokens": 48, "batch_size": 2, **rationales},
-                  "training": {"method": "full", "batch_size": 4, "gradient_accumulation": 1, "logging_steps": 1,
-                               "stage1": {"epochs": 1, "learning_rate": 2e-4},
-                               "stage2": {"epochs": 2, "learning_rate": 2e-4}, **(training or {})}}
-        path = tmp_path / f"config{len(list(tmp_path.glob('config*.yaml')))}.yaml"
-        path.write_text(yaml.safe_dump(config))
-        return path
 
-    return make
+ABLATIONS = {"self-rationales": {"rationales": {"source": "self"}}, "fewer-videos": {"data": {"train_limit": 12}}}
+
+
+@pytest.fixture(scope="session")
+def finished_run(world_dir, tmp_path_factory) -> tuple[Path, Path]:
+    """(config, run folder) of one whole `rbft run` on the small world: scene rationales, two ablations."""
+    from rbft.pipeline import run
+    from rbft.config import load_config
+
+    folder = tmp_path_factory.mktemp("finished")
+    config = write_config(folder, world_dir, source="scene", extra={"ablations": ABLATIONS})
+    run(load_config(config), folder / "run", log=lambda m: None)
+    return config, folder / "run"
 
 
 def rbft(*args, env=None, **kw) -> subprocess.Popen:

@@ -1,6 +1,7 @@
 """Stage I -> Stage II and direct SFT through `rbft run`: chaining, outputs, resume, several processes."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -25,10 +26,9 @@ def differs(a: dict, b: dict) -> bool:
     return any(not torch.equal(a[k], b[k]) for k in a)
 
 
-def test_stages_chain_and_write_loadable_models(make_config, tmp_path):
-    out = tmp_path / "run"
-    config = load_config(make_config(source="scene"))
-    run(config, out, log=lambda m: None)
+def test_stages_chain_and_write_loadable_models(finished_run):
+    config_path, out = finished_run
+    config = load_config(config_path)
     base = weights(SHIPPED_MODEL)
     m_inter, m_star, direct = (out / "models" / name / "seed0" for name in ("stage1", "rbft", "direct_sft"))
     for folder in (m_inter, m_star, direct):
@@ -50,6 +50,8 @@ def test_stages_chain_and_write_loadable_models(make_config, tmp_path):
     assert results["labels"] == list(config.task.labels) and results["seeds"] == [0]
     assert set(results["methods"]) == {"zero_shot", "direct_sft", "rbft"}
     for name, m in results["methods"].items():
+        lo, hi = m["ci95"]["macro_f1"]
+        assert lo <= m["macro_f1"] <= hi
         rows = lines(out / "predictions" / (name + ("" if name == "zero_shot" else "-seed0") + ".jsonl"))
         assert [r["id"] for r in rows] == [f"clip_{i:05d}" for i in range(30, 38)]
         assert all(r["predicted"] == max(r["scores"], key=r["scores"].get) for r in rows)
@@ -79,8 +81,49 @@ def test_stages_chain_and_write_loadable_models(make_config, tmp_path):
     assert bad["error"] == "truncated"
     messages = []
     run(config, out, log=messages.append)
-    assert sum("done with these settings; skipped" in m for m in messages) == 4
+    # rationales, stage1, stage2, direct_sft here; in the ablations, what each did not borrow
+    assert sum("done with these settings; skipped" in m for m in messages) == 4 + 4 + 4
     assert not any(m.startswith("eval:") for m in messages)  # predictions are not redone either
+
+
+def test_ablations_run_whole_and_borrow_what_is_the_same(finished_run):
+    config_path, out = finished_run
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["ablations"]) == {"self-rationales", "fewer-videos"}
+    for name, ablation in results["ablations"].items():
+        assert set(ablation["methods"]) == {"direct_sft", "rbft"}  # zero-shot is the main run's
+        assert "macro_f1" in ablation["comparisons"]["rbft_minus_direct_sft"]["delta"]
+        assert not (out / "ablations" / name / "predictions" / "zero_shot.jsonl").exists()
+    # other rationales: Stage I and II trained again, direct SFT and its predictions borrowed (hard links)
+    self_run = out / "ablations" / "self-rationales"
+    assert lines(self_run / "rationales.jsonl")[0]["source"] == "self"
+    assert "borrowed_from" not in json.loads((self_run / "done" / "stage1-seed0.json").read_text())
+    assert json.loads((self_run / "done" / "direct_sft-seed0.json").read_text())["borrowed_from"] == str(out)
+    borrowed = self_run / "models" / "direct_sft" / "seed0" / "model.safetensors"
+    assert borrowed.stat().st_ino == (out / "models" / "direct_sft" / "seed0" / "model.safetensors").stat().st_ino
+    # fewer labelled videos: 12 of the 24 (each label's share), so every stage trains again, on 12
+    few = out / "ablations" / "fewer-videos"
+    assert max(r["step"] for r in lines(few / "train" / "direct_sft" / "seed0" / "train_log.jsonl")) == 2 * 3
+    assert len(lines(few / "rationales.jsonl")) == 12
+    assert json.loads((few / "done" / "rationales.json").read_text()).get("borrowed_from") is None
+
+
+def test_free_generation_eval_reports_its_parse_failures(finished_run, tmp_path):
+    config_path, finished = finished_run
+    out = tmp_path / "run"
+    shutil.copytree(finished, out, symlinks=True)
+    config = load_config(config_path)
+    config = config.model_copy(update={"eval": config.eval.model_copy(update={"mode": "generate",
+                                                                             "max_new_tokens": 16})})
+    run(config, out, only="eval", log=lambda m: None)
+    results = json.loads((out / "results.json").read_text())
+    for name, m in results["methods"].items():
+        rows = lines(out / "predictions" / (name + ("" if name == "zero_shot" else "-seed0") + ".jsonl"))
+        assert all(r["reply"] and "scores" not in r for r in rows)
+        assert all(r["predicted"] is None or r["reply"].lower().count(r["predicted"]) for r in rows)
+        failed = sum(r["predicted"] is None for r in rows)
+        assert m["parse_failure_rate"] == failed / len(rows)
+        assert m["accuracy"] == sum(r["predicted"] == r["label"] for r in rows) / len(rows)  # unparsed: wrong
 
 
 def test_lora_stage2_saves_an_adapter_on_m_inter(make_config, tmp_path):

@@ -94,12 +94,17 @@ class VideoChatCollator:
         """The batch up to and including the generation prompt (for scoring and generation)."""
         return self.encode([self.prefix(e) for e in examples], self.videos(examples))
 
+    def reply_ids(self, example: Example, text: str | None = None) -> list[int]:
+        """The token ids of the example's reply and the template's end of turn."""
+        text = self.processor.apply_chat_template(messages(example), tokenize=False) if text is None else text
+        return self.processor.tokenizer(self._reply(text, example), add_special_tokens=False)["input_ids"]
+
     def __call__(self, examples: Sequence[Example]) -> dict:
         full = [self.processor.apply_chat_template(messages(e), tokenize=False) for e in examples]
         batch = self.encode(full, self.videos(examples))
         labels = torch.full_like(batch["input_ids"], IGNORE)
         for row, (text, example) in enumerate(zip(full, examples)):
-            reply = self.processor.tokenizer(self._reply(text, example), add_special_tokens=False)["input_ids"]
+            reply = self.reply_ids(example, text)
             mask = batch["attention_mask"][row]
             end = int(mask.nonzero()[0]) + int(mask.sum())  # after left padding, if any
             begin = end - len(reply)

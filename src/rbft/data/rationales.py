@@ -97,12 +97,14 @@ def conclusion(text: str, labels: Sequence[str]) -> str | None:
     return min(named)[1] if named else None
 
 
-def rejection(text: str | None, label: str | None, labels: Sequence[str], min_words: int = 12) -> str | None:
+def rejection(text: str | None, label: str | None, labels: Sequence[str], min_words: int = 12,
+              dimensions: bool = True) -> str | None:
     """Why a rationale is not fit to train on, or None when it is.
 
     empty; too short (fewer than `min_words` words); degenerate repetition (a loop of the
-    same words); missing dimensions (subjects, attributes, actions, scenes not each named);
-    contradicts the label (its conclusion names another label than the video's).
+    same words); missing dimensions (subjects, attributes, actions, scenes not each named;
+    checked with `dimensions`, for rationales asked for in rbft's layout); contradicts the
+    label (its conclusion names another label than the video's).
     """
     words = (text or "").split()
     if not words:
@@ -113,7 +115,7 @@ def rejection(text: str | None, label: str | None, labels: Sequence[str], min_wo
         return "degenerate repetition"
     named = {m.lower().rstrip("s") + "s" for m in _HEADING.findall(text)}
     missing = [d for d in ("subjects", "attributes", "actions", "scenes") if d not in named]
-    if missing:
+    if missing and dimensions:
         return "missing dimensions: " + ", ".join(missing)
     verdict = conclusion(text, labels)
     if label is not None and verdict is not None and verdict != label:

@@ -33,7 +33,8 @@ def attention_stage(config: ExperimentConfig, test: Sequence[VideoRecord], frame
     chosen = list(test[:max(count, limit if scenes else 0)])
     grids: dict[str, dict[str, np.ndarray]] = {}
     for method, (model_dir, predictions) in models.items():
-        predicted = {r["id"]: r["predicted"] for r in map(json.loads, predictions.read_text().splitlines())}
+        # a free reply that named no label (eval.mode: generate) is drawn at the true label's token
+        predicted = {r["id"]: r["predicted"] or r["label"] for r in map(json.loads, predictions.read_text().splitlines())}
         m = config.model
         model = load_model(model_dir, m.dtype, "eager", m.trust_remote_code)
         collator = VideoChatCollator(load_processor(model_dir, m.trust_remote_code), frames)

@@ -1,9 +1,11 @@
-"""Evaluation: every method on the same test videos by label scoring, and the comparison.
+"""Evaluation: every method on the same test videos, and the comparison.
 
-Label scoring: the log-probability of each label's full target (`<abnormal>`) as the reply
-to the video and P_label; the prediction is the argmax, so nothing fails to parse. Each
-video's scores go to `predictions/<method>[-seed<k>].jsonl`; `results.json` holds the
-figures of DESIGN.md.
+Label scoring (the default): the log-probability of each label's full target (`<abnormal>`)
+as the reply to the video and P_label; the prediction is the argmax, so nothing fails to
+parse. Free generation (`eval.mode: generate`): the model's greedy reply, read by
+`prompts.parse_label`; a reply naming no label counts as wrong and the parse-failure rate
+is reported. Each video's scores or reply go to `predictions/<method>[-seed<k>].jsonl`;
+`results.json` holds the figures of DESIGN.md.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import numpy as np
 from rbft.config import ExperimentConfig, TaskConfig
 from rbft.data.collate import VideoChatCollator
 from rbft.data.manifest import VideoRecord
-from rbft.metrics import classification, compare, over_seeds
+from rbft.metrics import classification, compare, interval, over_seeds
 from rbft.modeling import load_model, load_processor
-from rbft.prompts import label_target
+from rbft.generation import generate
+from rbft.prompts import label_target, parse_label
 from rbft.scoring import label_logprobs
 from rbft.stages.stage2 import label_examples
 
@@ -34,21 +37,46 @@ def label_scores(task: TaskConfig, model_dir: str | Path, videos: Sequence[Video
                           [label_target(x) for x in task.labels], batch_size)
 
 
+def label_replies(task: TaskConfig, model_dir: str | Path, videos: Sequence[VideoRecord], frames: Callable,
+                  dtype: str = "auto", trust_remote_code: bool = False, max_new_tokens: int = 32,
+                  batch_size: int = 8) -> list[tuple[str, str | None]]:
+    """Each video's free reply to P_label (greedy) and the label parsed from it (None: a parse failure)."""
+    processor = load_processor(model_dir, trust_remote_code)
+    model = load_model(model_dir, dtype, "sdpa", trust_remote_code)
+    replies = generate(model, VideoChatCollator(processor, frames), label_examples(task, videos),
+                       max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return [(reply, parse_label(reply, list(task.labels))) for reply in replies]
+
+
 def predict(config: ExperimentConfig, model_dir: str | Path, videos: Sequence[VideoRecord], frames: Callable,
-            out: Path, batch_size: int = 8) -> dict:
-    """Score `videos` with the model at `model_dir`; write their predictions to `out`; return the figures."""
-    m, labels = config.model, list(config.task.labels)
-    scores = label_scores(config.task, model_dir, videos, frames, m.dtype, m.attn_implementation,
-                          m.trust_remote_code, batch_size)
-    predicted = [labels[i] for i in scores.argmax(1)]
+            out: Path) -> dict:
+    """Judge `videos` with the model at `model_dir` as `config.eval` says; write their predictions to `out`
+    (label scoring: each label's score; generation: the reply, and `predicted` null when it did not parse)."""
+    m, e, labels = config.model, config.eval, list(config.task.labels)
+    if e.mode == "score":
+        scores = label_scores(config.task, model_dir, videos, frames, m.dtype, m.attn_implementation,
+                              m.trust_remote_code, e.batch_size)
+        rows = [{"id": v.id, "label": v.label, "predicted": labels[int(row.argmax())],
+                 "scores": {x: float(s) for x, s in zip(labels, row)}} for v, row in zip(videos, scores)]
+    else:
+        replies = label_replies(config.task, model_dir, videos, frames, m.dtype, m.trust_remote_code,
+                                e.max_new_tokens, e.batch_size)
+        rows = [{"id": v.id, "label": v.label, "predicted": parsed, "reply": reply}
+                for v, (reply, parsed) in zip(videos, replies)]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        for v, p, row in zip(videos, predicted, scores):
-            f.write(json.dumps({"id": v.id, "label": v.label, "predicted": p,
-                                "scores": {x: float(s) for x, s in zip(labels, row)}}) + "\n")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     tmp.replace(out)
-    return classification([v.label for v in videos], predicted, labels, scores if len(labels) == 2 else None)
+    return _figures(rows, labels)
+
+
+def _figures(rows: list[dict], labels: list[str]) -> dict:
+    """One prediction file's figures; a reply that did not parse counts as wrong, and its rate is reported."""
+    figures = classification([r["label"] for r in rows], [r["predicted"] or "" for r in rows], labels,
+                             _scores(rows, labels))
+    if any("reply" in r for r in rows):
+        figures["parse_failure_rate"] = sum(r["predicted"] is None for r in rows) / len(rows)
+    return figures
 
 
 def read_predictions(path: Path) -> list[dict]:
@@ -62,20 +90,20 @@ def results(config: ExperimentConfig, run: Path, methods: dict[str, list[Path]])
     out: dict = {"labels": labels, "seeds": list(config.seeds), "methods": {}, "comparisons": {}}
     predictions = {name: [read_predictions(p) for p in paths] for name, paths in methods.items()}
     for name, runs in predictions.items():
-        per_seed = [classification([r["label"] for r in rows], [r["predicted"] for r in rows], labels,
-                                   _scores(rows, labels)) for rows in runs]
+        per_seed = [_figures(rows, labels) for rows in runs]
         head = dict(per_seed[0]) if len(per_seed) == 1 else {"n": per_seed[0]["n"], **_mean_figures(per_seed)}
-        out["methods"][name] = {**head, "over_seeds": over_seeds(per_seed), "per_seed": per_seed}
+        ci95 = interval([r["label"] for r in runs[0]], [[r["predicted"] or "" for r in rows] for rows in runs], labels)
+        out["methods"][name] = {**head, "ci95": ci95, "over_seeds": over_seeds(per_seed), "per_seed": per_seed}
     if "rbft" in predictions and "direct_sft" in predictions:
         truth = [r["label"] for r in predictions["rbft"][0]]
         out["comparisons"]["rbft_minus_direct_sft"] = compare(
-            truth, [[r["predicted"] for r in rows] for rows in predictions["rbft"]],
-            [[r["predicted"] for r in rows] for rows in predictions["direct_sft"]], labels)
+            truth, [[r["predicted"] or "" for r in rows] for rows in predictions["rbft"]],
+            [[r["predicted"] or "" for r in rows] for rows in predictions["direct_sft"]], labels)
     return out
 
 
 def _scores(rows, labels):
-    return np.array([[r["scores"][x] for x in labels] for r in rows]) if len(labels) == 2 else None
+    return np.array([[r["scores"][x] for x in labels] for r in rows]) if len(labels) == 2 and "scores" in rows[0] else None
 
 
 def _mean_figures(per_seed: list[dict]) -> dict:

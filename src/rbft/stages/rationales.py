@@ -1,8 +1,9 @@
 """Offline data construction: a rationale for every usable training video, written as it is made.
 
-Sources: `self` (the base model, the paper's default), `teacher` (another model), or
+Sources: `self` (the base model, the paper's default), `teacher` (another model),
 `scene` (the built-in world's ground truth written out as a rationale: an upper bound for
-ablations). Models run in this process or behind an OpenAI-compatible server. Under
+ablations), or `file` (rationales written elsewhere, such as the RB-FT authors' own, read
+by video id; rbft's layout is not required of them, the other filters apply). Models run in this process or behind an OpenAI-compatible server. Under
 `accelerate launch` each process takes every n-th pending video and writes its own part
 file; the main process merges them. A re-run skips what is written, retries failures,
 and ends with one record per video; the filter's verdict is in each record's `rejected`.
@@ -41,6 +42,8 @@ def writer_name(config: ExperimentConfig) -> str:
     r = config.rationales
     if r.source == "scene":
         return "scene-record"
+    if r.source == "file":
+        return f"file:{r.file.name}"
     return r.endpoint_model or (r.teacher if r.source == "teacher" else config.model.name_or_path)
 
 
@@ -80,17 +83,27 @@ def _write(config: ExperimentConfig, videos: Sequence[VideoRecord], store: Ratio
     generation = {**decoding.to_json(), "backend": "http" if r.endpoint else "transformers"}
     labels = list(config.task.labels)
 
-    def record(i: int, text: str | None, failure: str | None = None) -> None:
+    def record(i: int, text: str | None, failure: str | None = None, why: str | None = None,
+               writer: str | None = None) -> None:
         v, example = videos[i], examples[i]
-        why = f"{FAILED}: {failure}" if failure else rejection(text, v.label, labels, r.min_words)
+        why = why or (f"{FAILED}: {failure}" if failure else
+                      rejection(text, v.label, labels, r.min_words, dimensions=r.source != "file"))
         store.append({"id": v.id, "video": str(v.video), "label": v.label, "rationale": text,
-                      "source": r.source, "model": writer_name(config), "prompt_sha256": sha256(example.prompt),
+                      "source": r.source, "model": writer or writer_name(config),
+                      "prompt_sha256": None if r.source == "file" else sha256(example.prompt),
                       "label_hint": r.label_hint if r.source != "scene" else None, "generation": generation,
                       "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rejected": why})
         if on_record:
             on_record()
 
-    if r.source == "scene":
+    if r.source == "file":
+        given = read_rationale_file(r.file)
+        generation.clear()
+        generation["backend"] = "file"
+        for i, v in enumerate(videos):
+            text, writer = given.get(v.id, (None, None))
+            record(i, text, why=None if text else f"no rationale for this video in {r.file.name}", writer=writer)
+    elif r.source == "scene":
         scenes = _scenes(config)
         generation.clear()
         generation["backend"] = "scene record"
@@ -115,6 +128,23 @@ def _write(config: ExperimentConfig, videos: Sequence[VideoRecord], store: Ratio
         for batch in generate_batches(model, collator, examples, decoding, r.batch_size):
             for i, text in batch:
                 record(i, text)
+
+
+def read_rationale_file(path: Path) -> dict[str, tuple[str, str]]:
+    """id -> (rationale, its writer) from a JSONL of records (`id`, `rationale`, optionally `model`)."""
+    if not path.is_file():
+        raise ConfigError(f"rationales.file {path}: no such file")
+    out = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            out[str(row["id"])] = (row["rationale"], row.get("model") or row.get("source") or path.name)
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(f"rationales.file {path} line {n}: expected a JSON object with `id` and "
+                              "`rationale`") from None
+    return out
 
 
 def _scenes(config: ExperimentConfig) -> dict[str, dict]:

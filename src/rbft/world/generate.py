@@ -112,15 +112,18 @@ def _task_yaml(config) -> str:
     return yaml.safe_dump({"task": config.model_dump()}, sort_keys=False, width=120)
 
 
-def _experiment_yaml(task: str, config) -> str:
+def experiment(task: str, config, manifest: str | None = None) -> dict:
     """An experiment over this world with the shipped base model, ready for `rbft run`."""
-    experiment = {"name": f"world-{task}", "task": config.model_dump(),
-                  "data": {"manifest": f"{task}.jsonl", "num_frames": 8, "max_pixels": 128 * 128},
-                  "model": {"name_or_path": "rbft-world-base", "dtype": "float32"},
-                  "rationales": {"source": "self", "label_hint": True, "max_new_tokens": 96, "batch_size": 16},
-                  "training": {"method": "full", "train_vision": True, "batch_size": 8, "gradient_accumulation": 1,
-                               "stage1": {"epochs": 2, "learning_rate": 2e-4}, "stage2": {"epochs": 3, "learning_rate": 2e-4}}}
-    return yaml.safe_dump(experiment, sort_keys=False, width=120)
+    return {"name": f"world-{task}", "task": config.model_dump(),
+            "data": {"manifest": manifest or f"{task}.jsonl", "num_frames": 8, "max_pixels": 128 * 128},
+            "model": {"name_or_path": "rbft-world-base", "dtype": "float32"},
+            "rationales": {"source": "self", "label_hint": True, "max_new_tokens": 96, "batch_size": 16},
+            "training": {"method": "full", "train_vision": True, "batch_size": 8, "gradient_accumulation": 1,
+                         "stage1": {"epochs": 2, "learning_rate": 2e-4}, "stage2": {"epochs": 3, "learning_rate": 2e-4}}}
+
+
+def _experiment_yaml(task: str, config) -> str:
+    return yaml.safe_dump(experiment(task, config), sort_keys=False, width=120)
 
 
 def load_scenes(world: str | Path) -> dict[str, dict]:

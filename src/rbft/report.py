@@ -1,0 +1,296 @@
+"""The run's report: `report.html` (one self-contained file: figures inlined, no script) and `report.md`.
+
+Everything comes from the run folder, nothing is recomputed: `results.json` (methods with
+their spread over seeds, RB-FT minus direct SFT with its interval and paired test,
+ablations, attention focus), the training logs, the attention figures, the rationales
+(a gallery beside their frames, rejected ones with why), `errors.jsonl`, the config and
+the stages' timings. Markdown gets the same tables, its figures as PNG files in
+`report_files/`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+NAMES = {"zero_shot": "zero-shot", "direct_sft": "direct SFT", "rbft": "RB-FT"}
+FILES = "report_files"
+GALLERY = 6  # rationales shown beside their frames, and as many rejected ones
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def method_rows(results: dict) -> list[tuple[str, dict]]:
+    """(display name, figures) for each method, then each ablation's methods."""
+    rows = [(NAMES.get(name, name), m) for name, m in results["methods"].items()]
+    for name, ablation in results.get("ablations", {}).items():
+        rows += [(f"{NAMES.get(method, method)} [{name}]", m) for method, m in ablation["methods"].items()]
+    return rows
+
+
+def cell(m: dict, key: str) -> str:
+    """`mean ± std` over seeds, and the 95% bootstrap interval over test videos."""
+    s, ci = m["over_seeds"][key], m.get("ci95", {}).get(key)
+    return f"{s['mean']:.3f} ± {s['std']:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+def _per_class_chart(results: dict) -> bytes:
+    labels, methods = results["labels"], list(results["methods"].items())
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(labels), 3.2))
+    width = 0.8 / len(methods)
+    for k, (name, m) in enumerate(methods):
+        spread = m["over_seeds"]["per_class_f1"]
+        ax.bar(np.arange(len(labels)) + k * width, [spread[x]["mean"] for x in labels], width,
+               yerr=[spread[x]["std"] for x in labels], capsize=3, label=NAMES.get(name, name))
+    ax.set_xticks(np.arange(len(labels)) + width * (len(methods) - 1) / 2,
+                  [f"{x}\n(n={results['methods'][methods[0][0]]['per_class'][x]['support']})" for x in labels])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("F1 (mean ± std over seeds)")
+    ax.legend(frameon=False, fontsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _png(fig)
+
+
+def _confusions(results: dict) -> bytes:
+    labels, methods = results["labels"], list(results["methods"].items())
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.3), squeeze=False,
+                             constrained_layout=True)
+    for ax, (name, m) in zip(axes[0], methods):
+        matrix = np.asarray(m["confusion_matrix"])
+        ax.imshow(matrix, cmap="viridis")
+        for (i, j), v in np.ndenumerate(matrix):
+            ax.text(j, i, str(v), ha="center", va="center", color="white" if v < matrix.max() / 2 else "black")
+        ax.set_xticks(range(len(labels)), labels, rotation=30)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("predicted")
+        ax.set_title(NAMES.get(name, name) + (" (seeds summed)" if len(m["per_seed"]) > 1 else ""), fontsize=9)
+    axes[0][0].set_ylabel("truth")
+    return _png(fig)
+
+
+def _curves(run: Path) -> bytes | None:
+    logs = {stage: sorted((run / "train" / stage).glob("seed*/train_log.jsonl"))
+            for stage in ("stage1", "stage2", "direct_sft")}
+    logs = {stage: paths for stage, paths in logs.items() if paths}
+    if not logs:
+        return None
+    fig, axes = plt.subplots(1, len(logs), figsize=(4.2 * len(logs), 3.0), squeeze=False, constrained_layout=True)
+    titles = {"stage1": "Stage I (rationales)", "stage2": "Stage II (labels)", "direct_sft": "direct SFT (labels)"}
+    for ax, (stage, paths) in zip(axes[0], logs.items()):
+        twin = None
+        for k, path in enumerate(paths):
+            rows = [r for r in _lines(path) if "loss" in r]
+            ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], color=f"C{k}", label=path.parent.name)
+            val = [r for r in _lines(path) if "val_score" in r]
+            if val:
+                if twin is None:
+                    twin = ax.twinx()
+                    twin.set_ylim(0, 1)
+                    twin.set_ylabel("val macro-F1 (dashed)", fontsize=7)
+                twin.plot([r["step"] for r in val], [r["val_score"] for r in val], "o--", color=f"C{k}", markersize=3)
+        ax.set_title(titles[stage], fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+        ax.legend(frameon=False, fontsize=7)
+    return _png(fig)
+
+
+def _strip(frames: np.ndarray, count: int = 4) -> bytes:
+    rows = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
+    fig, axes = plt.subplots(1, len(rows), figsize=(1.3 * len(rows), 1.4))
+    for ax, row in zip(np.atleast_1d(axes), rows):
+        ax.imshow(frames[row])
+        ax.axis("off")
+    return _png(fig)
+
+
+def _gallery(run: Path, frames: Callable | None) -> list[dict]:
+    records = _lines(run / "rationales.jsonl")
+    kept = [r for r in records if r.get("rationale") and not r.get("rejected")]
+    rejected = [r for r in records if r.get("rejected")]
+    chosen, seen = [], set()
+    for r in kept:  # one of each label first, so the rare ones show
+        if r.get("label") not in seen:
+            chosen.append(r)
+            seen.add(r.get("label"))
+    chosen += [r for r in kept if r not in chosen][: GALLERY - len(chosen)]
+    out = []
+    for r in chosen[:GALLERY] + rejected[:GALLERY]:
+        item = {"id": r["id"], "label": r.get("label"), "text": r.get("rationale") or "", "rejected": r.get("rejected")}
+        if frames is not None:
+            try:
+                got = frames(Path(r["video"]))
+                item["strip"] = _strip(getattr(got, "frames", got))
+            except Exception as e:  # a video gone since: the text still shows  # noqa: BLE001
+                item["missing"] = str(e)
+        out.append(item)
+    return out
+
+
+def _comparison_lines(results: dict) -> list[str]:
+    comparison = results.get("comparisons", {}).get("rbft_minus_direct_sft")
+    if not comparison:
+        return []
+    lines = []
+    for key, d in comparison["delta"].items():
+        lines.append(f"{key}: {d['delta']:+.3f} (95% CI {d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f})")
+    ps = ", ".join(f"{t['p_value']:.3g} ({t['only_first_right']} vs {t['only_second_right']} videos)"
+                   for t in comparison["mcnemar"])
+    lines.append(f"McNemar exact test per seed: p = {ps}")
+    return lines
+
+
+def write_report(run: Path, frames: Callable | None = None) -> tuple[Path, Path]:
+    """Write `report.html` and `report.md` in `run` from what the run wrote; returns their paths."""
+    results = json.loads((run / "results.json").read_text())
+    labels = results["labels"]
+    config = (run / "config.yaml").read_text() if (run / "config.yaml").exists() else ""
+    errors = _lines(run / "errors.jsonl")
+    summary = json.loads((run / "rationales_summary.json").read_text()) if (run / "rationales_summary.json").exists() else None
+    figures = {"per_class": _per_class_chart(results), "confusion": _confusions(results)}
+    curves = _curves(run)
+    if curves:
+        figures["curves"] = curves
+    attention = results.get("attention", {})
+    for video in attention.get("videos", []):
+        path = run / "attention" / f"{video}.png"
+        if path.exists():
+            figures[f"attention-{video}"] = path.read_bytes()
+    gallery = _gallery(run, frames)
+    files = run / FILES
+    files.mkdir(exist_ok=True)
+    for name, data in figures.items():
+        (files / f"{name}.png").write_bytes(data)
+    for item in gallery:
+        if "strip" in item:
+            (files / f"rationale-{item['id']}.png").write_bytes(item["strip"])
+    timings = results.get("timings", {})
+    html_path, md_path = run / "report.html", run / "report.md"
+    html_path.write_text(_html(results, labels, figures, gallery, config, errors, summary, timings), encoding="utf-8")
+    md_path.write_text(_markdown(results, labels, figures, gallery, errors, summary, timings), encoding="utf-8")
+    return html_path, md_path
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    e = html.escape
+    return ("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows) + "</table>")
+
+
+def _img(data: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def _method_table(results: dict, labels: list[str]) -> tuple[list[str], list[list[str]]]:
+    head = ["method", "seeds", "accuracy (± std [95% CI])", "macro-F1 (± std [95% CI])", *(f"F1 {x}" for x in labels)]
+    rows = []
+    for name, m in method_rows(results):
+        rows.append([name, str(len(m["per_seed"])), cell(m, "accuracy"), cell(m, "macro_f1"),
+                     *(f"{m['over_seeds']['per_class_f1'][x]['mean']:.3f}" for x in labels)])
+        if "parse_failure_rate" in m:
+            rows[-1][0] += f" (parse failures {m['parse_failure_rate']:.1%})"
+    return head, rows
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+th{background:#f2f2f2}img{max-width:100%}pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.85em}
+.rationale{display:flex;gap:1em;border-top:1px solid #ddd;padding:.6em 0}.rationale pre{flex:1;margin:0;white-space:pre-wrap}
+.rejected{color:#a00}"""
+
+
+def _html(results, labels, figures, gallery, config, errors, summary, timings) -> str:
+    e = html.escape
+    head, rows = _method_table(results, labels)
+    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>rbft report</title>"
+             f"<style>{STYLE}</style></head><body>",
+             f"<h1>RB-FT report</h1><p>Test set: {results['methods']['zero_shot']['n'] if 'zero_shot' in results['methods'] else ''} "
+             f"videos; seeds {e(', '.join(map(str, results['seeds'])))}; labels {e(', '.join(labels))}.</p>",
+             "<h2>Methods</h2>", _table(head, rows)]
+    comparison = _comparison_lines(results)
+    if comparison:
+        parts.append("<h3>RB-FT minus direct SFT (paired, same test videos)</h3><ul>"
+                     + "".join(f"<li>{e(x)}</li>" for x in comparison) + "</ul>")
+    parts += ["<h2>Per-class F1</h2>", _img(figures["per_class"], "per-class F1"),
+              "<h2>Confusion matrices</h2>", _img(figures["confusion"], "confusion matrices")]
+    if "curves" in figures:
+        parts += ["<h2>Training curves</h2>", _img(figures["curves"], "training curves")]
+    attention = results.get("attention", {})
+    if attention:
+        parts.append(f"<h2>Attention of the label token</h2><p>Layers: {e(str(attention.get('layers')))}.</p>")
+        if "focus" in attention:
+            parts.append(_table(["method", "focus (attention share in boxes / area share)"],
+                                [[NAMES.get(k, k), f"{v:.3f}"] for k, v in attention["focus"].items()]))
+        parts += [_img(data, name) for name, data in figures.items() if name.startswith("attention-")]
+    parts.append("<h2>Rationales</h2>")
+    if summary:
+        parts.append(f"<p>{summary['records']} written, {summary['kept']} kept, {summary['rejected']} rejected; "
+                     f"median {summary['words'].get('median', '')} words.</p>")
+        if summary.get("rejected_by_reason"):
+            parts.append(_table(["rejected because", "videos"], [[k, v] for k, v in summary["rejected_by_reason"].items()]))
+    for item in gallery:
+        status = (f'<p class=rejected>rejected: {e(item["rejected"])}</p>' if item["rejected"] else "")
+        picture = _img(item["strip"], item["id"]) if "strip" in item else e(item.get("missing", ""))
+        parts.append(f'<div class=rationale><div>{picture}<p>{e(item["id"])} ({e(str(item["label"]))})</p></div>'
+                     f'<div style="flex:1">{status}<pre>{e(item["text"])}</pre></div></div>')
+    parts.append(f"<h2>Dropped videos</h2><p>{len(errors)} unusable.</p>")
+    if errors:
+        parts.append(_table(["id", "kind", "message"], [[r["id"], r["kind"], r.get("message", "")] for r in errors]))
+    if timings:
+        parts += ["<h2>Timings</h2>", _table(["stage", "seconds"], [[k, v] for k, v in timings.items()])]
+    parts += ["<h2>Config</h2>", f"<pre>{e(config)}</pre>", "</body></html>"]
+    return "\n".join(parts)
+
+
+def _markdown(results, labels, figures, gallery, errors, summary, timings) -> str:
+    head, rows = _method_table(results, labels)
+
+    def table(head, rows):
+        cells = lambda row: "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |"  # noqa: E731
+        return "\n".join([cells(head), "|" + "---|" * len(head), *map(cells, rows)])
+
+    parts = ["# RB-FT report", "", f"Seeds {', '.join(map(str, results['seeds']))}; labels {', '.join(labels)}.",
+             "", "## Methods", "", table(head, rows), ""]
+    comparison = _comparison_lines(results)
+    if comparison:
+        parts += ["### RB-FT minus direct SFT", "", *(f"- {x}" for x in comparison), ""]
+    parts += ["## Figures", "", f"![per-class F1]({FILES}/per_class.png)", "",
+              f"![confusion matrices]({FILES}/confusion.png)", ""]
+    if "curves" in figures:
+        parts += [f"![training curves]({FILES}/curves.png)", ""]
+    attention = results.get("attention", {})
+    if attention.get("focus"):
+        parts += ["## Attention focus", "", table(["method", "focus"],
+                                                 [[NAMES.get(k, k), f"{v:.3f}"] for k, v in attention["focus"].items()]), ""]
+    parts += [f"![attention {name}]({FILES}/{name}.png)" for name in figures if name.startswith("attention-")]
+    parts += ["", "## Rationales", ""]
+    if summary:
+        parts += [f"{summary['records']} written, {summary['kept']} kept, {summary['rejected']} rejected.", ""]
+    for item in gallery:
+        flag = f" — rejected: {item['rejected']}" if item["rejected"] else ""
+        parts += [f"**{item['id']}** ({item['label']}){flag}", "", "```", item["text"], "```", ""]
+    parts += ["## Dropped videos", "", f"{len(errors)} unusable.", ""]
+    if errors:
+        parts += [table(["id", "kind", "message"], [[r["id"], r["kind"], r.get("message", "")] for r in errors]), ""]
+    if timings:
+        parts += ["## Timings", "", table(["stage", "seconds"], [[k, v] for k, v in timings.items()]), ""]
+    return "\n".join(parts)
