@@ -82,3 +82,25 @@ def test_broken_yaml_gives_the_line(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_ablations_merge_into_the_config_and_bad_ones_are_named(tmp_path):
+    config = load_config(write(tmp_path, GOOD + textwrap.dedent("""
+        ablations:
+          scene: {rationales: {source: scene}, seeds: [0]}
+          full-4: {training: {method: full, stage1: {epochs: 4}}}
+        """)))
+    full = config.ablation("full-4")
+    assert full.training.method == "full" and full.training.stage1.epochs == 4
+    assert full.training.stage1.learning_rate == 0.0002  # what the ablation does not name stays
+    assert config.ablation("scene").seeds == [0] and config.ablation("scene").data == config.data
+    assert "task cannot vary" in error_of(tmp_path, GOOD + "ablations: {t: {task: {name: x}}}\n")
+    assert "data.manifest cannot vary" in error_of(tmp_path, GOOD + "ablations: {m: {data: {manifest: o.jsonl}}}\n")
+    message = error_of(tmp_path, GOOD + "ablations: {q: {training: {method: qlora}}}\n")
+    assert "ablation 'q'" in message and "training.method" in message
+
+
+def test_rationale_file_resolves_against_the_config_and_is_required_for_source_file(tmp_path):
+    config = load_config(write(tmp_path, GOOD + "rationales: {source: file, file: r/authors.jsonl}\n"))
+    assert config.rationales.file == (tmp_path / "r" / "authors.jsonl").resolve()
+    assert "source 'file' needs `file`" in error_of(tmp_path, GOOD + "rationales: {source: file}\n")

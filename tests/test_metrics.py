@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from rbft.metrics import classification, compare, over_seeds
+from rbft.metrics import classification, compare, interval, over_seeds
+from rbft.data.manifest import VideoRecord
+from rbft.pipeline import limit_train
 
 LABELS = ["normal", "abnormal", "vague"]
 
@@ -51,3 +53,26 @@ def test_compare_interval_holds_the_observed_difference_and_mcnemar_counts():
     # two seeds: the difference is the mean of the seeds' differences
     two = compare(truth, [good, bad], [bad, bad], LABELS, resamples=100)
     assert two["delta"]["macro_f1"]["delta"] == pytest.approx(expected / 2) and len(two["mcnemar"]) == 2
+
+
+def test_interval_of_one_method_brackets_its_figures_and_narrows_with_more_videos():
+    rng = np.random.default_rng(1)
+    labels = ["normal", "abnormal"]
+    truth = list(rng.choice(labels, 400, p=[0.7, 0.3]))
+    guess = [t if rng.random() < 0.8 else rng.choice(labels) for t in truth]
+    wide, narrow = interval(truth[:50], [guess[:50]], labels), interval(truth, [guess], labels)
+    accuracy = np.mean(np.array(guess) == np.array(truth))
+    assert narrow["accuracy"][0] <= accuracy <= narrow["accuracy"][1]
+    assert np.diff(narrow["accuracy"]) < np.diff(wide["accuracy"])
+    assert narrow["macro_f1"][0] <= f1_score(truth, guess, labels=labels, average="macro") <= narrow["macro_f1"][1]
+
+
+def test_train_limit_keeps_each_labels_share_and_exactly_n():
+    counts = {"normal": 20, "abnormal": 3, "vague": 1}
+    train = [VideoRecord(f"{label}{i}", None, label, "train") for label, n in counts.items() for i in range(n)]
+    for limit in (3, 12, 20, 23):
+        kept = limit_train(train, limit)
+        assert len(kept) == limit and {r.label for r in kept} == set(counts)  # every label stays
+        assert kept == [r for r in train if r in kept]  # manifest order, first ones first
+    assert [sum(r.label == x for r in limit_train(train, 12)) for x in counts] == [10, 1, 1]
+    assert limit_train(train, None) == train and limit_train(train, 99) == train

@@ -122,6 +122,25 @@ def test_scene_source_writes_the_ground_truth_and_the_filter_keeps_its_verdicts(
     assert json.loads((tmp_path / "run" / "rationales_summary.json").read_text()) == facts
 
 
+def test_file_source_reads_rationales_written_elsewhere(make_config, tmp_path):
+    ids = [i for i in train_ids(make_config()) if i != "broken"]
+    manifest = {r["id"]: r for r in map(json.loads, (tmp_path / "home-security.jsonl").read_text().splitlines())}
+    given = tmp_path / "authors.rationales.jsonl"
+    rows = [{"id": i, "rationale": f"A person walks by the porch and nothing else happens in clip {i}.\n"
+                                   f"Classification: {'abnormal' if n == 0 else manifest[i]['label']}",
+             "model": "rbft-authors"} for n, i in enumerate(ids[:-1])]  # the last video has none
+    given.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = load_config(make_config(source="file", file=str(given)))
+    facts = run(config, tmp_path / "run", only="rationales", log=lambda m: None)["rationales"]
+    written = {r["id"]: r for r in lines(tmp_path / "run" / "rationales.jsonl")}
+    assert list(written) == ids and all(r["source"] == "file" for r in written.values())
+    assert written[ids[1]]["model"] == "rbft-authors" and written[ids[1]]["rejected"] is None  # no layout asked
+    assert written[ids[-1]]["rejected"] == "no rationale for this video in authors.rationales.jsonl"
+    if manifest[ids[0]]["label"] != "abnormal":
+        assert written[ids[0]]["rejected"].startswith("contradicts the label")
+    assert facts["records"] == len(ids)
+
+
 def test_label_free_ablation_and_a_changed_config_keeps_the_old_file(make_config, tmp_path):
     out = tmp_path / "run"
     hinted = run(load_config(make_config(source="scene")), out, only="rationales", log=lambda m: None)
