@@ -35,6 +35,8 @@ def smarthome(tmp_path):
     urls = [[f"smartbench_{i:04d}", "privacy url" if i > 25 else f"https://www.youtube.com/watch?v=v{i}"]
             for i in range(1, 31)]
     write_csv(folder / "Video_url.csv", ["Title", "URL"], urls)
+    write_csv(folder / "Trim_Videos" / "Trim_video_label.csv", ["No.", "Title", "Time"],
+              [[1, "smartbench_0002", 20], [2, "smartbench_0005", -3]], bom=False)
     return tmp_path / "SmartHome-Bench-LLM"
 
 
@@ -57,6 +59,7 @@ def test_smarthome_bench_from_its_folder(smarthome, tmp_path):
     assert first["meta"]["description"] == "A camera shows scene 1." and first["meta"]["reasoning"] == "Reason 1."
     assert rows[4]["meta"]["description"] == "He said \u201chello\u201d, calmly."  # mojibake undone
     assert first["meta"]["url"].endswith("v1") and rows[-1]["meta"] == {**rows[-1]["meta"], "url": None, "private": True}
+    assert rows[1]["meta"]["trim_s"] == 20 and rows[4]["meta"]["trim_s"] == -3 and "trim_s" not in first["meta"]
     # no published splits: a stratified split, the same for the same seed
     for label, n in (("normal", 12), ("abnormal", 12), ("vague", 6)):
         got = [r["split"] for r in rows if r["label"] == label]
@@ -107,15 +110,17 @@ def multihateclip(tmp_path):
     write_tsv(base / "valid.tsv", ["vidvalid001\tNormal\t['Normal', 'Normal']\t[]\t[]\t[]",
                                    "vidvalid002\tUnsure\t['Normal']\t[]\t[]\t[]"])
     write_tsv(base / "test.tsv", ["dupInTest01\tOffensive\t['Offensive', 'Offensive']\t['Woman']\t[]\t[]",
-                                  "vidtest0001\tHateful\t['Hateful', 'Counter Narrative']\t['Black']\t[]\t[]"])
+                                  "vidtest0001\tHateful\t['Hateful', 'Counter Narrative']\t['Black']\t[]\t[]",
+                                  "vidtest0002\tNormal\t['Offensive', 'Offensive']\t[]\t[]\t[]"])
     return root
 
 
 def test_multihateclip_keeps_its_splits_and_names_what_it_drops(multihateclip, tmp_path):
     summary = import_dataset("multihateclip", multihateclip, tmp_path / "m.jsonl")
-    assert summary["records"] == 17
+    assert summary["records"] == 18
     assert summary["splits"] == {"train": {"normal": 8, "offensive": 3, "hateful": 3}, "val": {"normal": 1},
-                                 "test": {"offensive": 1, "hateful": 1}}
+                                 "test": {"offensive": 1, "hateful": 1, "normal": 1}}
+    assert summary["notes"] == ["1 video(s) whose majority label no annotator gave (kept, as published): vidtest0002"]
     reasons = {s["id"]: s["reason"] for s in summary["skipped"]}
     assert reasons["dupInTest01"].startswith("video also in test") and "kept there only" in reasons["dupInTest01"]
     assert reasons["vidvalid002"] == "unknown majority label 'Unsure'"
@@ -126,7 +131,7 @@ def test_multihateclip_keeps_its_splits_and_names_what_it_drops(multihateclip, t
     assert rows["vidtest0001"]["meta"]["annotators"] == ["Hateful", "Counter Narrative"]
     binary = import_dataset("multihateclip", multihateclip / "English_data" / "annotation", tmp_path / "b.jsonl",
                             binary=True)
-    assert binary["labels"] == {"normal": 9, "hateful_or_offensive": 8}
+    assert binary["labels"] == {"normal": 10, "hateful_or_offensive": 8}
     with pytest.raises(DataError, match="no MultiHateClip train/valid/test.tsv"):
         import_dataset("multihateclip", multihateclip, tmp_path / "c.jsonl", language="chinese")
 

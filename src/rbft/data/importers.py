@@ -7,7 +7,8 @@ smarthome-bench  SmartHome-Bench (SmartHome-LLM): `Video_Annotation.csv` (Title,
                  normal / abnormal / vague ("Vague Abnormal"); `binary` counts vague as abnormal, as the
                  benchmark's scoring does. Categories, the description and the reasoning go to `meta`
                  (the last two are reference rationales); `Video_url.csv` beside it adds each URL (or
-                 marks the staff's private videos). The release has no splits: a seeded split,
+                 marks the staff's private videos), and `Trim_Videos/Trim_video_label.csv` the seconds
+                 to trim from each download (`trim_s`: > 0 from the end, < 0 from the start). The release has no splits: a seeded split,
                  stratified by label, is drawn.
 multihateclip    MultiHateClip: `{train,valid,test}.tsv` of English_data/ or Chinese_data/ (Video_ID,
                  Majority_Voting, Label, Target_Victim, Component, Duration). Labels hateful /
@@ -182,6 +183,7 @@ def _smarthome(source: Path, binary: bool, seed: int, val_fraction: float, test_
         raise DataError(f"{path}: expected the columns Title and Anomaly Tag (SmartHome-Bench's "
                         f"Video_Annotation.csv); found {', '.join(sorted(fields)) or 'none'}")
     urls = _smarthome_urls(path.parent / "Video_url.csv")
+    trims = _smarthome_trims(path.parent / "Trim_Videos" / "Trim_video_label.csv")
     imported, seen = Imported(), set()
     for line, row in enumerate(reader, start=2):
         vid = (row.get(id_column) or "").strip()
@@ -207,6 +209,8 @@ def _smarthome(source: Path, binary: bool, seed: int, val_fraction: float, test_
         if vid in urls:
             meta["url"] = urls[vid]
             meta["private"] = urls[vid] is None
+        if vid in trims:  # seconds to cut from the downloaded video: > 0 from its end, < 0 from its start
+            meta["trim_s"] = trims[vid]
         imported.rows.append({"id": vid, "video": "", "label": "abnormal" if binary and label == "vague" else label,
                               "split": None, "meta": meta})
     _stratified_split(imported.rows, seed, val_fraction, test_fraction)
@@ -224,9 +228,22 @@ def _smarthome_urls(path: Path) -> dict[str, str | None]:
     return out
 
 
+def _smarthome_trims(path: Path) -> dict[str, float]:
+    """Title -> seconds to trim, from Trim_Videos/Trim_video_label.csv when it is beside the annotations."""
+    if not path.is_file():
+        return {}
+    out = {}
+    for row in csv.DictReader(io.StringIO(_read_text(path), newline="")):
+        try:
+            out[(row.get("Title") or "").strip()] = float(row.get("Time") or 0)
+        except ValueError:
+            continue
+    return out
+
+
 def _multihateclip(source: Path, binary: bool, language: str) -> Imported:
     files = _multihateclip_files(source, language)
-    imported = Imported()
+    imported, odd = Imported(), []
     first: dict[str, tuple[str, str]] = {}  # id -> (split, where)
     splits = {"train": "train", "valid": "val", "val": "val", "test": "test"}
     # the test files first: a video listed in train and test stays a test video (the published test set)
@@ -261,7 +278,12 @@ def _multihateclip(source: Path, binary: bool, language: str) -> Imported:
                     **{key.lower(): _literal(row.get(key)) for key in ("Label", "Target_Victim", "Component", "Duration")
                        if key in row}}
             meta["annotators"] = meta.pop("label", None)
+            if isinstance(meta["annotators"], list) and gold not in meta["annotators"]:
+                odd.append(vid)
             imported.rows.append({"id": vid, "video": "", "label": label, "split": split, "meta": meta})
+    if odd:
+        imported.notes.append(f"{len(odd)} video(s) whose majority label no annotator gave (kept, as published): "
+                              + ", ".join(odd[:10]))
     order = {"train": 0, "val": 1, "test": 2}
     imported.rows.sort(key=lambda r: order[r["split"]])  # train, val, test; file order inside each
     return imported
