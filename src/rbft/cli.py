@@ -207,6 +207,10 @@ def run_command(
                         progress=progress)
     except RbftError as e:
         raise _fail(e) from None
+    from rbft.stages import process_state
+
+    if not process_state().is_main_process:  # under accelerate or torchrun the main process speaks for all
+        return
     if "rationales" in facts and facts["rationales"]:
         r = facts["rationales"]
         table = Table("records", "kept", "rejected", "words (median)", title=f"rationales ({escape(str(folder))})")

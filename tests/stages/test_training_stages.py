@@ -185,6 +185,21 @@ def test_two_processes_train_together(make_config, tmp_path):
     assert differs(weights(SHIPPED_MODEL), weights(out / "models" / "direct_sft" / "seed0"))
 
 
+@pytest.mark.slow  # about a minute
+def test_two_processes_run_the_whole_experiment_with_an_ablation(make_config, tmp_path):
+    config = make_config(source="scene", training={"batch_size": 2},
+                         extra={"ablations": {"fewer-videos": {"data": {"train_limit": 12}}}})
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rbft",
+                           "run", str(config), "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("test set, ") == 1  # one table, from the main process
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["ablations"]) == {"fewer-videos"} and results["attention"]["focus_videos"] == 8
+    assert (out / "report.html").exists()
+
+
 def test_predict_refuses_a_model_that_is_not_an_rbft_classifier(world_dir):
     proc = rbft("predict", world_dir / "videos" / "clip_00000.mp4", "--model", SHIPPED_MODEL)
     stdout, stderr = proc.communicate(timeout=60)
