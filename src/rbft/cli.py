@@ -103,7 +103,7 @@ def data_import(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Turn a public dataset's annotation files into an rbft manifest; name the rows it could not use and why."""
-    from rbft.data.importers import FORMATS, import_dataset
+    from rbft.data.adapters import FORMATS, import_dataset
 
     try:
         if fmt not in FORMATS:
@@ -225,7 +225,7 @@ def run_command(
 def _print_results(results: dict, folder: Path) -> None:
     """The comparison: each method's (and ablation's) accuracy and macro-F1, mean ± std over seeds, per-class
     F1, and RB-FT minus direct SFT with its 95% interval and paired test."""
-    from rbft.report import cell, method_rows
+    from rbft.stages.report import cell, method_rows
 
     labels = results["labels"]
     table = Table("method", "accuracy ± std [95% CI]", "macro-F1 ± std [95% CI]",

@@ -179,7 +179,7 @@ def run(config: ExperimentConfig, out: Path, only: str | None = None, fresh: boo
 
 def _report(run_: Run, frames, fresh: bool) -> None:
     """report.html and report.md, unless they were written from these very results."""
-    from rbft.report import write_report
+    from rbft.stages.report import write_report
 
     results = run_.out / "results.json"
     if not results.exists():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rbft.report import FILES
+from rbft.stages.report import FILES
 
 
 def chromium() -> str | None:

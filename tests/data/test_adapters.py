@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rbft.data.importers import import_dataset
+from rbft.data.adapters import import_dataset
 from rbft.errors import DataError
 
 SMARTHOME_HEADER = ["Title", "Category", "Anomaly Tag", "Video Description", "Reasoning behind Normality/Anomalies"]
