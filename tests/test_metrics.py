@@ -3,8 +3,6 @@ import pytest
 from sklearn.metrics import f1_score
 
 from rbft.metrics import classification, compare, interval, over_seeds
-from rbft.data.manifest import VideoRecord
-from rbft.pipeline import limit_train
 
 LABELS = ["normal", "abnormal", "vague"]
 
@@ -65,14 +63,3 @@ def test_interval_of_one_method_brackets_its_figures_and_narrows_with_more_video
     assert narrow["accuracy"][0] <= accuracy <= narrow["accuracy"][1]
     assert np.diff(narrow["accuracy"]) < np.diff(wide["accuracy"])
     assert narrow["macro_f1"][0] <= f1_score(truth, guess, labels=labels, average="macro") <= narrow["macro_f1"][1]
-
-
-def test_train_limit_keeps_each_labels_share_and_exactly_n():
-    counts = {"normal": 20, "abnormal": 3, "vague": 1}
-    train = [VideoRecord(f"{label}{i}", None, label, "train") for label, n in counts.items() for i in range(n)]
-    for limit in (3, 12, 20, 23):
-        kept = limit_train(train, limit)
-        assert len(kept) == limit and {r.label for r in kept} == set(counts)  # every label stays
-        assert kept == [r for r in train if r in kept]  # manifest order, first ones first
-    assert [sum(r.label == x for r in limit_train(train, 12)) for x in counts] == [10, 1, 1]
-    assert limit_train(train, None) == train and limit_train(train, 99) == train

@@ -26,7 +26,7 @@ import yaml
 
 from rbft.config import ExperimentConfig
 from rbft.data.cache import FrameCache
-from rbft.data.manifest import VideoRecord, load_manifest
+from rbft.data.manifest import VideoRecord, limit_train, load_manifest
 from rbft.errors import ConfigError
 from rbft.stages import process_state
 
@@ -193,24 +193,6 @@ def _report(run_: Run, frames, fresh: bool) -> None:
     html, _ = write_report(run_.out, frames)
     run_.finish("report", key, time.perf_counter() - started)
     run_.log(f"report: {html}")
-
-
-def limit_train(train: list[VideoRecord], limit: int | None) -> list[VideoRecord]:
-    """The first `limit` training videos in manifest order, each label keeping its share (at least one)."""
-    if limit is None or limit >= len(train):
-        return train
-    by_label: dict = {}
-    for record in train:
-        by_label.setdefault(record.label, []).append(record)
-    share = {label: limit * len(rows) / len(train) for label, rows in by_label.items()}
-    quota = {label: max(1, int(x)) for label, x in share.items()}
-    while sum(quota.values()) < limit:  # the rest to the labels furthest below their share, with videos left
-        room = [x for x in quota if quota[x] < len(by_label[x])]
-        quota[max(room, key=lambda x: share[x] - quota[x])] += 1
-    while sum(quota.values()) > limit and max(quota.values()) > 1:  # the one-each floor can overshoot
-        quota[max(quota, key=quota.get)] -= 1
-    keep = {r.id for label, rows in by_label.items() for r in rows[:quota[label]]}
-    return [r for r in train if r.id in keep]
 
 
 def _ablations(run_: Run, only: str | None, fresh: bool, progress) -> dict:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from rbft.data.manifest import load_manifest, records_from_folder
+from rbft.data.manifest import VideoRecord, limit_train, load_manifest, records_from_folder
 from rbft.errors import ManifestError
 
 LABELS = ["normal", "abnormal", "vague"]
@@ -99,3 +99,14 @@ def test_a_folder_of_videos(tmp_path):
     for name in ("cam 1/a.mp4", "b.MOV", "notes.txt", ".hidden.mp4"):
         (tmp_path / name).write_bytes(b"x")
     assert [r.id for r in records_from_folder(tmp_path)] == ["b.MOV", "cam 1/a.mp4"]
+
+
+def test_train_limit_keeps_each_labels_share_and_exactly_n():
+    counts = {"normal": 20, "abnormal": 3, "vague": 1}
+    train = [VideoRecord(f"{label}{i}", None, label, "train") for label, n in counts.items() for i in range(n)]
+    for limit in (3, 12, 20, 23):
+        kept = limit_train(train, limit)
+        assert len(kept) == limit and {r.label for r in kept} == set(counts)  # every label stays
+        assert kept == [r for r in train if r in kept]  # manifest order, first ones first
+    assert [sum(r.label == x for r in limit_train(train, 12)) for x in counts] == [10, 1, 1]
+    assert limit_train(train, None) == train and limit_train(train, 99) == train

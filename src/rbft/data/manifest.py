@@ -144,3 +144,21 @@ def records_from_folder(folder: str | Path) -> list[VideoRecord]:
         if p.suffix.lower() in VIDEO_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
     return [VideoRecord(p.relative_to(folder).as_posix(), Path(os.path.abspath(p)), None, "test") for p in paths]
+
+
+def limit_train(train: list[VideoRecord], limit: int | None) -> list[VideoRecord]:
+    """The first `limit` training videos in manifest order, each label keeping its share (at least one)."""
+    if limit is None or limit >= len(train):
+        return train
+    by_label: dict = {}
+    for record in train:
+        by_label.setdefault(record.label, []).append(record)
+    share = {label: limit * len(rows) / len(train) for label, rows in by_label.items()}
+    quota = {label: max(1, int(x)) for label, x in share.items()}
+    while sum(quota.values()) < limit:  # the rest to the labels furthest below their share, with videos left
+        room = [x for x in quota if quota[x] < len(by_label[x])]
+        quota[max(room, key=lambda x: share[x] - quota[x])] += 1
+    while sum(quota.values()) > limit and max(quota.values()) > 1:  # the one-each floor can overshoot
+        quota[max(quota, key=quota.get)] -= 1
+    keep = {r.id for label, rows in by_label.items() for r in rows[:quota[label]]}
+    return [r for r in train if r.id in keep]
