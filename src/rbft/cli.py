@@ -225,7 +225,7 @@ def run_command(
 def _print_results(results: dict, folder: Path) -> None:
     """The comparison: each method's (and ablation's) accuracy and macro-F1, mean ± std over seeds, per-class
     F1, and RB-FT minus direct SFT with its 95% interval and paired test."""
-    from rbft.stages.report import cell, method_rows
+    from rbft.stages.report import cell, delta_text, method_rows
 
     labels = results["labels"]
     table = Table("method", "accuracy ± std [95% CI]", "macro-F1 ± std [95% CI]",
@@ -240,16 +240,13 @@ def _print_results(results: dict, folder: Path) -> None:
     comparison = results["comparisons"].get("rbft_minus_direct_sft")
     if comparison:
         for key in ("macro_f1", "accuracy", *(f"f1:{x}" for x in labels)):
-            d = comparison["delta"][key]
-            out.print(f"RB-FT minus direct SFT, {key}: {d['delta']:+.3f} (95% CI {d['ci95'][0]:+.3f} to "
-                      f"{d['ci95'][1]:+.3f})")
+            out.print(f"RB-FT minus direct SFT, {key}: {delta_text(comparison['delta'][key])}")
         ps = ", ".join(f"{t['p_value']:.3g}" for t in comparison["mcnemar"])
         out.print(f"McNemar exact test per seed, p = {ps}")
     for name, ablation in results.get("ablations", {}).items():
         d = ablation["comparisons"].get("rbft_minus_direct_sft", {}).get("delta", {}).get("macro_f1")
         if d:
-            out.print(f"ablation {escape(name)}: RB-FT minus direct SFT, macro_f1 {d['delta']:+.3f} "
-                      f"(95% CI {d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f})")
+            out.print(f"ablation {escape(name)}: RB-FT minus direct SFT, macro_f1 {delta_text(d)}")
     attention = results.get("attention", {}).get("focus")
     if attention:
         out.print("attention focus (share in the boxes / their area): "

@@ -47,22 +47,14 @@ def generate_batches(model, collator, examples: Sequence[Example], decoding: Dec
     """Yield each batch's (index into `examples`, reply) pairs as soon as the batch is done."""
     model.eval()
     tokenizer = collator.processor.tokenizer
-    lengths = [len(tokenizer(collator.prefix(e), add_special_tokens=False)["input_ids"]) for e in examples]
-    order = sorted(range(len(examples)), key=lengths.__getitem__)
     settings = {"do_sample": decoding.do_sample, "max_new_tokens": decoding.max_new_tokens,
                 "pad_token_id": tokenizer.pad_token_id}
     if decoding.do_sample:
         settings.update(temperature=decoding.temperature, top_p=decoding.top_p)
-    side = tokenizer.padding_side
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
+    for rows, batch in collator.prompt_batches(examples, batch_size):
         if decoding.do_sample:  # a batch's draws depend on the seed and its first row, not on what ran before
             torch.manual_seed(decoding.seed * 1_000_003 + rows[0])
-        tokenizer.padding_side = "left"
-        try:
-            batch = collator.prompts([examples[i] for i in rows]).to(model.device)
-        finally:
-            tokenizer.padding_side = side
+        batch = batch.to(model.device)
         out = model.generate(**batch, **settings)
         texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
         yield [(i, text.strip()) for i, text in zip(rows, texts)]

@@ -29,20 +29,11 @@ def label_logprobs(model, collator, examples: Sequence[Example], targets: Sequen
                    batch_size: int = 8) -> np.ndarray:
     """(len(examples), len(targets)) summed log-probabilities of each target (and end of turn) as the reply."""
     model.eval()
-    tokenizer = collator.processor.tokenizer
-    pad = tokenizer.pad_token_id or 0
+    pad = collator.processor.tokenizer.pad_token_id or 0
     replies = [[collator.reply_ids(replace(e, target=t)) for t in targets] for e in examples]
-    lengths = [len(tokenizer(collator.prefix(e), add_special_tokens=False)["input_ids"]) for e in examples]
-    order = sorted(range(len(examples)), key=lengths.__getitem__)  # little padding inside a batch
     scores = np.zeros((len(examples), len(targets)))
-    side = tokenizer.padding_side
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        tokenizer.padding_side = "left"  # every prompt ends at the last column, where the replies begin
-        try:
-            batch = collator.prompts([examples[i] for i in rows]).to(model.device)
-        finally:
-            tokenizer.padding_side = side
+    for rows, batch in collator.prompt_batches(examples, batch_size):  # every prompt ends where replies begin
+        batch = batch.to(model.device)
         out = model(**batch, use_cache=True)
         first = torch.log_softmax(out.logits[:, -1].float(), -1)
         pairs = [(b, j, replies[i][j]) for b, i in enumerate(rows) for j in range(len(targets))]

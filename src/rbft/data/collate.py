@@ -11,7 +11,7 @@ tokenizer (left or right).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +93,21 @@ class VideoChatCollator:
     def prompts(self, examples: Sequence[Example]) -> dict:
         """The batch up to and including the generation prompt (for scoring and generation)."""
         return self.encode([self.prefix(e) for e in examples], self.videos(examples))
+
+    def prompt_batches(self, examples: Sequence[Example], batch_size: int) -> Iterator[tuple[list[int], dict]]:
+        """(indices into `examples`, their prompts batch) by prompt length, so little goes to padding, and
+        left-padded, so every row's reply starts at the last column."""
+        tokenizer = self.processor.tokenizer
+        lengths = [len(tokenizer(self.prefix(e), add_special_tokens=False)["input_ids"]) for e in examples]
+        order = sorted(range(len(examples)), key=lengths.__getitem__)
+        for start in range(0, len(order), batch_size):
+            rows, side = order[start:start + batch_size], tokenizer.padding_side
+            tokenizer.padding_side = "left"
+            try:
+                batch = self.prompts([examples[i] for i in rows])
+            finally:
+                tokenizer.padding_side = side
+            yield rows, batch
 
     def reply_ids(self, example: Example, text: str | None = None) -> list[int]:
         """The token ids of the example's reply and the template's end of turn."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from rbft.config import ExperimentConfig, TaskConfig
 from rbft.data.collate import VideoChatCollator
-from rbft.data.manifest import VideoRecord
+from rbft.data.manifest import VideoRecord, write_jsonl
 from rbft.metrics import classification, compare, interval, over_seeds
 from rbft.modeling import load_model, load_processor
 from rbft.generation import generate
@@ -64,16 +64,13 @@ def predict(config: ExperimentConfig, model_dir: str | Path, videos: Sequence[Vi
         rows = [{"id": v.id, "label": v.label, "predicted": parsed, "reply": reply}
                 for v, (reply, parsed) in zip(videos, replies)]
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(out)
+    write_jsonl(out, rows)
     return _figures(rows, labels)
 
 
 def _figures(rows: list[dict], labels: list[str]) -> dict:
     """One prediction file's figures; a reply that did not parse counts as wrong, and its rate is reported."""
-    figures = classification([r["label"] for r in rows], [r["predicted"] or "" for r in rows], labels,
-                             _scores(rows, labels))
+    figures = classification([r["label"] for r in rows], _predicted(rows), labels, _scores(rows, labels))
     if any("reply" in r for r in rows):
         figures["parse_failure_rate"] = sum(r["predicted"] is None for r in rows) / len(rows)
     return figures
@@ -92,14 +89,19 @@ def results(config: ExperimentConfig, run: Path, methods: dict[str, list[Path]])
     for name, runs in predictions.items():
         per_seed = [_figures(rows, labels) for rows in runs]
         head = dict(per_seed[0]) if len(per_seed) == 1 else {"n": per_seed[0]["n"], **_mean_figures(per_seed)}
-        ci95 = interval([r["label"] for r in runs[0]], [[r["predicted"] or "" for r in rows] for rows in runs], labels)
+        ci95 = interval([r["label"] for r in runs[0]], [_predicted(rows) for rows in runs], labels)
         out["methods"][name] = {**head, "ci95": ci95, "over_seeds": over_seeds(per_seed), "per_seed": per_seed}
     if "rbft" in predictions and "direct_sft" in predictions:
         truth = [r["label"] for r in predictions["rbft"][0]]
         out["comparisons"]["rbft_minus_direct_sft"] = compare(
-            truth, [[r["predicted"] or "" for r in rows] for rows in predictions["rbft"]],
-            [[r["predicted"] or "" for r in rows] for rows in predictions["direct_sft"]], labels)
+            truth, [_predicted(rows) for rows in predictions["rbft"]],
+            [_predicted(rows) for rows in predictions["direct_sft"]], labels)
     return out
+
+
+def _predicted(rows: list[dict]) -> list[str]:
+    """Each row's predicted label; a free reply that named none is "" (wrong for every metric)."""
+    return [r["predicted"] or "" for r in rows]
 
 
 def _scores(rows, labels):

@@ -98,9 +98,10 @@ def _curves(run: Path) -> bytes | None:
     for ax, (stage, paths) in zip(axes[0], logs.items()):
         twin = None
         for k, path in enumerate(paths):
-            rows = [r for r in _lines(path) if "loss" in r]
+            log = _lines(path)
+            rows = [r for r in log if "loss" in r]
             ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], color=f"C{k}", label=path.parent.name)
-            val = [r for r in _lines(path) if "val_score" in r]
+            val = [r for r in log if "val_score" in r]
             if val:
                 if twin is None:
                     twin = ax.twinx()
@@ -146,13 +147,16 @@ def _gallery(run: Path, frames: Callable | None) -> list[dict]:
     return out
 
 
+def delta_text(d: dict) -> str:
+    """A paired difference and its 95% interval: `+0.045 (95% CI +0.006 to +0.086)`."""
+    return f"{d['delta']:+.3f} (95% CI {d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f})"
+
+
 def _comparison_lines(results: dict) -> list[str]:
     comparison = results.get("comparisons", {}).get("rbft_minus_direct_sft")
     if not comparison:
         return []
-    lines = []
-    for key, d in comparison["delta"].items():
-        lines.append(f"{key}: {d['delta']:+.3f} (95% CI {d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f})")
+    lines = [f"{key}: {delta_text(d)}" for key, d in comparison["delta"].items()]
     ps = ", ".join(f"{t['p_value']:.3g} ({t['only_first_right']} vs {t['only_second_right']} videos)"
                    for t in comparison["mcnemar"])
     lines.append(f"McNemar exact test per seed: p = {ps}")

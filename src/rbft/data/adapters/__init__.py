@@ -27,16 +27,15 @@ splits, a row too short); the rest is written. A video is looked for in `videos`
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rbft.data.manifest import VIDEO_SUFFIXES, write_jsonl
 from rbft.errors import DataError
 
 FORMATS = ("smarthome-bench", "multihateclip", "rbft-authors")
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".flv", ".m4v", ".ts")
 
 
 @dataclass
@@ -92,12 +91,6 @@ def import_dataset(fmt: str, source: Path, out: Path, videos: Path | None = None
         write_jsonl(path, imported.rationales)
         summary["rationales"] = {"file": str(path), "records": len(imported.rationales)}
     return summary
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(path)
 
 
 def place_videos(rows: list[dict], videos: Path | None, manifest_dir: Path) -> int:
