@@ -21,7 +21,7 @@ from rbft.world.render import FPS, render
 from rbft.world.scenes import SceneRecord, sample_scenario
 from rbft.world.tasks import TASKS, label
 
-WORLD_VERSION = 1
+WORLD_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -89,10 +89,11 @@ def _person(draw, subject: Subject, p: Pose, scale: float) -> list[int]:
         draw.rectangle([hx - head_r, hy - head_r - 1, hx + head_r, hy - head_r * 0.3], fill=(80, 50, 20))
         draw.line([(hx, hy - head_r * 0.3), (hx + p.facing * head_r * 1.7, hy - head_r * 0.3)], fill=(80, 50, 20),
                   width=2)
-    if subject.kind == "elderly person":  # walking stick
-        draw.line([(p.x + p.facing * h * 0.22, hip - 2), (p.x + p.facing * h * 0.3, p.y)], fill=(90, 60, 30),
-                  width=max(1, width - 1))
     points = [(p.x - flare, hy - head_r - 1), (p.x + flare, p.y), hand]
+    if subject.kind == "elderly person":  # walking stick
+        stick = [(p.x + p.facing * h * 0.22, hip - 2), (p.x + p.facing * h * 0.3, p.y)]
+        draw.line(stick, fill=(90, 60, 30), width=max(1, width - 1))
+        points += [(x + dx, y) for x, y in stick for dx in (-width / 2, width / 2)]
     if p.holding:
         bw = max(5, h * 0.24)
         bx = p.x + p.facing * h * 0.2
