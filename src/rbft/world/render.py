@@ -185,8 +185,13 @@ def render(record: SceneRecord, rng: np.random.Generator, frames: int = FRAMES) 
         _draw_events(d, events, layout, i, boxes)
         for subject, (poses, _), sub_layout in sorted(plans, key=lambda p: p[1][0][i].y):
             pose = poses[i]
-            box = draw_subject(d, subject, pose, _scale(pose.y, sub_layout) * (0.8 if subject is not record.main else 1))
-            subject.boxes.append(_visible(box))
+            # drawn on a layer of its own, so that its box is that of every pixel it covers
+            layer = Image.new("RGBA", img.size)
+            draw_subject(ImageDraw.Draw(layer), subject, pose,
+                         _scale(pose.y, sub_layout) * (0.8 if subject is not record.main else 1))
+            img.paste(layer, (0, 0), layer)
+            box = layer.getbbox()
+            subject.boxes.append(list(box) if box else None)
         frame = np.asarray(img)
         out[i] = _night(frame, rng) if record.time == "night" else frame
     record.objects = {name: [_visible(b) if b is not None else None for b in seq] for name, seq in boxes.items()}

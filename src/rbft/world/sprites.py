@@ -26,21 +26,17 @@ def _shade(rgb: tuple[int, int, int], f: float) -> tuple[int, int, int]:
     return tuple(max(0, min(255, int(c * f))) for c in rgb)
 
 
-def _box(points: list[tuple[float, float]]) -> list[int]:
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    return [int(min(xs)), int(min(ys)), int(max(xs)) + 1, int(max(ys)) + 1]
-
-
-def draw_subject(draw: ImageDraw.ImageDraw, subject: Subject, pose: Pose, scale: float) -> list[int]:
-    """Draw `subject` in `pose`; return its box [x0, y0, x1, y1] (may reach outside the frame)."""
+def draw_subject(draw: ImageDraw.ImageDraw, subject: Subject, pose: Pose, scale: float) -> None:
+    """Draw `subject` in `pose` (its box is that of the pixels drawn, see `render.render`)."""
     if subject.kind == "car":
-        return _car(draw, subject, pose, scale)
-    if subject.kind in ("dog", "cat", "bear", "raccoon"):
-        return _animal(draw, subject, pose, scale)
-    return _person(draw, subject, pose, scale)
+        _car(draw, subject, pose, scale)
+    elif subject.kind in ("dog", "cat", "bear", "raccoon"):
+        _animal(draw, subject, pose, scale)
+    else:
+        _person(draw, subject, pose, scale)
 
 
-def _person(draw, subject: Subject, p: Pose, scale: float) -> list[int]:
+def _person(draw, subject: Subject, p: Pose, scale: float) -> None:
     h = HEIGHT[(subject.kind, subject.size)] * scale
     cloth = RGB[subject.colour]
     head_r = h * (0.15 if subject.kind == "child" else 0.11)
@@ -51,7 +47,7 @@ def _person(draw, subject: Subject, p: Pose, scale: float) -> list[int]:
         body = [x0, top, x1 - head_r * 2, p.y] if p.facing > 0 else [x0 + head_r * 2, top, x1, p.y]
         draw.rectangle(body, fill=cloth)
         draw.ellipse([hx - head_r, p.y - head_r * 2, hx + head_r, p.y], fill=SKIN)
-        return _box([(x0, top), (x1, p.y)])
+        return
     lean = h * 0.08 * p.facing if subject.kind == "elderly person" else 0.0
     hx, hy = p.x + lean, p.y - h + head_r
     shoulder, hip = p.y - h + head_r * 2.2, p.y - h * 0.42
@@ -89,17 +85,13 @@ def _person(draw, subject: Subject, p: Pose, scale: float) -> list[int]:
         draw.rectangle([hx - head_r, hy - head_r - 1, hx + head_r, hy - head_r * 0.3], fill=(80, 50, 20))
         draw.line([(hx, hy - head_r * 0.3), (hx + p.facing * head_r * 1.7, hy - head_r * 0.3)], fill=(80, 50, 20),
                   width=2)
-    points = [(p.x - flare, hy - head_r - 1), (p.x + flare, p.y), hand]
     if subject.kind == "elderly person":  # walking stick
-        stick = [(p.x + p.facing * h * 0.22, hip - 2), (p.x + p.facing * h * 0.3, p.y)]
-        draw.line(stick, fill=(90, 60, 30), width=max(1, width - 1))
-        points += [(x + dx, y) for x, y in stick for dx in (-width / 2, width / 2)]
+        draw.line([(p.x + p.facing * h * 0.22, hip - 2), (p.x + p.facing * h * 0.3, p.y)], fill=(90, 60, 30),
+                  width=max(1, width - 1))
     if p.holding:
         bw = max(5, h * 0.24)
         bx = p.x + p.facing * h * 0.2
         draw_package(draw, bx, shoulder + bw * 1.1, bw)
-        points += [(bx - bw / 2, shoulder), (bx + bw / 2, shoulder + bw * 1.1)]
-    return _box(points)
 
 
 def draw_package(draw, cx: float, bottom: float, w: float) -> list[int]:
@@ -110,7 +102,7 @@ def draw_package(draw, cx: float, bottom: float, w: float) -> list[int]:
     return [int(v) for v in box]
 
 
-def _animal(draw, subject: Subject, p: Pose, scale: float) -> list[int]:
+def _animal(draw, subject: Subject, p: Pose, scale: float) -> None:
     length, height = (v * scale for v in BODY[(subject.kind, subject.size)])
     colour = RGB[subject.colour]
     f = p.facing
@@ -149,10 +141,9 @@ def _animal(draw, subject: Subject, p: Pose, scale: float) -> list[int]:
         draw.rectangle([hx - head_r, hy - head_r * 0.35, hx + head_r, hy + head_r * 0.2], fill=(15, 15, 15))
     snout = hx + f * head_r * 0.9
     draw.ellipse([snout - 1.5, hy - 1, snout + 1.5, hy + 2], fill=DARK)
-    return _box([(body[0] - length * 0.35, hy - head_r * 1.6), (body[2] + head_r * 1.3, p.y), tail_end])
 
 
-def _car(draw, subject: Subject, p: Pose, scale: float) -> list[int]:
+def _car(draw, subject: Subject, p: Pose, scale: float) -> None:
     length, height = (v * scale for v in BODY[("car", "large")])
     colour = RGB[subject.colour]
     x0, x1 = p.x - length / 2, p.x + length / 2
@@ -169,4 +160,3 @@ def _car(draw, subject: Subject, p: Pose, scale: float) -> list[int]:
         draw.ellipse([wx - wheel * 0.4, p.y - wheel * 1.4, wx + wheel * 0.4, p.y - wheel * 0.6], fill=(150, 150, 150))
     front = x1 if p.facing > 0 else x0
     draw.rectangle([front - 2, body[1] + 2, front + 1, body[1] + 5], fill=(255, 240, 150))
-    return _box([(x0, p.y - height), (x1, p.y)])
