@@ -380,6 +380,10 @@ def world_pretrain(
     ),
     clips: Optional[int] = typer.Option(None, "--clips", min=1, help="Pretraining clips (default: the recipe's)."),
     epochs: Optional[float] = typer.Option(None, "--epochs", min=0.01, help="Epochs (default: the recipe's)."),
+    vision_warmup: Optional[float] = typer.Option(
+        None, "--vision-warmup", min=0.0,
+        help="Epochs of training the vision tower as a classifier of the clips' facts first (default: the recipe's)."
+    ),
 ) -> None:
     """Make the base model the way the shipped one was made: pretrain a tiny Qwen2-VL on world captions."""
     from dataclasses import replace
@@ -388,7 +392,8 @@ def world_pretrain(
     from rbft.world.pretrain import Recipe, pretrain
 
     recipe = Recipe()
-    recipe = replace(recipe, clips=clips or recipe.clips, epochs=epochs or recipe.epochs)
+    recipe = replace(recipe, clips=clips or recipe.clips, epochs=epochs or recipe.epochs,
+                     warmup_epochs=recipe.warmup_epochs if vision_warmup is None else vision_warmup)
     work = work or default_cache_dir() / "pretrain" / recipe.key()
     facts = pretrain(out_dir, work, recipe, log=lambda m: err.print(m))
     out.print(f"base model written to {escape(str(out_dir))} ({facts['parameters'] / 1e6:.1f}M parameters, "

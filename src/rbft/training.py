@@ -135,8 +135,8 @@ class _Trainer(Trainer):
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         model = model or self.model
         folder = Path(resume_from_checkpoint)
-        if hasattr(model, "peft_config") or not any((folder / n).is_file() for n in
-                                                    ("model.safetensors", "model.safetensors.index.json")):
+        if hasattr(model, "peft_config") or not isinstance(model, PreTrainedModel) or not any(
+                (folder / n).is_file() for n in ("model.safetensors", "model.safetensors.index.json")):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         saved = type(model).from_pretrained(folder, dtype=next(model.parameters()).dtype)
         model.load_state_dict(saved.state_dict(), strict=True)

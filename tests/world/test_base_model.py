@@ -2,14 +2,16 @@
 
 import json
 
+import numpy as np
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from rbft.data.video import read_video
 from rbft.modeling import SHIPPED_MODEL
-from rbft.world.generate import Splits, generate_world, load_scenes
+from rbft.world.generate import Splits, generate_world, load_scenes, make_clip
 from rbft.world.judge import named_scene, named_subject
-from rbft.world.pretrain import SAMPLING, Recipe, pretrain
+from rbft.world.pretrain import SAMPLING, Recipe, close_up, pretrain
 
 
 def _describe(model, processor, frames: list, prompt: str = "Describe the video.") -> list[str]:
@@ -57,6 +59,37 @@ def test_pretraining_recipe_runs_end_to_end_at_small_scale(tmp_path):
     frames = read_video(next((tmp_path / "work" / "videos").iterdir()), SAMPLING).frames
     assert isinstance(_describe(model, processor, [frames])[0], str)
     assert "How it was made" in (tmp_path / "model" / "README.md").read_text()
+
+
+def test_pretraining_can_warm_up_the_vision_tower_first_and_then_keeps_it(tmp_path):
+    recipe = Recipe(clips=6, examples_per_clip=1, epochs=1, batch_size=3, warmup_epochs=2)
+    facts = pretrain(tmp_path / "model", tmp_path / "work", recipe, log=lambda _: None)
+    warm = facts["vision_warmup"]["train"]
+    assert set(warm) == {"subject", "colour", "scene", "time"} and all(0 <= v <= 1 for v in warm.values())
+    log = [json.loads(line) for line in (tmp_path / "work" / "warmup" / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 4  # 6 clips, batch 3, 2 epochs
+    # the language phase leaves the warmed-up tower as it was
+    last = max((tmp_path / "work" / "warmup" / "checkpoints").iterdir(), key=lambda p: int(p.name.split("-")[1]))
+    warmed = {k.removeprefix("visual."): v for k, v in load_file(last / "model.safetensors").items()
+              if k.startswith("visual.")}
+    tower = AutoModelForImageTextToText.from_pretrained(tmp_path / "model").model.visual.state_dict()
+    assert warmed.keys() == tower.keys() and all(torch.equal(warmed[k], tower[k]) for k in warmed)
+    assert "Vision warm-up" in (tmp_path / "model" / "README.md").read_text()
+
+
+def test_close_ups_move_the_records_boxes_with_the_picture():
+    record, frames = make_clip(3, 0, "x")
+    marked = np.zeros_like(frames)
+    for i, box in enumerate(record.main.boxes):
+        if box is not None:
+            marked[i, box[1]:box[3], box[0]:box[2]] = 255
+    zoomed = close_up(marked, record, 2.0)
+    for frame, box in zip(zoomed, record.main.boxes):
+        ys, xs = np.nonzero(frame.max(-1) > 127)
+        if box is None:
+            assert len(xs) == 0
+        elif box[2] - box[0] >= 4 and box[3] - box[1] >= 4:  # the same box, give or take the resampling's pixel
+            assert np.abs(np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]) - box).max() <= 1, box
 
 
 def test_shipped_tokenizer_encodes_any_text_and_knows_the_vision_tokens():
