@@ -143,11 +143,11 @@ def pretrain(out: str | Path, work: str | Path, recipe: Recipe = Recipe(), log=p
     settings = TrainSettings(epochs=recipe.warmup_epochs, learning_rate=recipe.learning_rate, method="full",
                              train_vision=True, batch_size=recipe.batch_size, warmup_ratio=recipe.warmup_ratio,
                              weight_decay=recipe.weight_decay, seed=recipe.init_seed, logging_steps=20)
-    facts = {}
+    tower = {}
     if recipe.warmup_epochs > 0:
         log(f"warming up the vision tower on {len(records)} clips for {recipe.warmup_epochs} epochs ...")
-        facts["vision_warmup"] = warm_up(model, processor, records, work, frames, settings, recipe.warmup_dense)
-        log(f"vision tower, facts named right: {facts['vision_warmup']}")
+        tower["vision_warmup"] = warm_up(model, processor, records, work, frames, settings, recipe.warmup_dense)
+        log(f"vision tower, facts named right: {tower['vision_warmup']}")
     warmed = time.perf_counter()
     examples = examples_for(records, work / "videos", recipe.examples_per_clip, np.random.default_rng(recipe.seed))
     collator = VideoChatCollator(processor, frames.__getitem__)
@@ -162,7 +162,7 @@ def pretrain(out: str | Path, work: str | Path, recipe: Recipe = Recipe(), log=p
     facts = {"recipe": asdict(recipe), "parameters": n_params, "conversations": len(examples),
              "seconds": {"clips": round(made - started, 1), "vision_warmup": round(warmed - made, 1),
                          "training": round(trained - warmed, 1)},
-             "final_loss": _final_loss(work / "train" / "train_log.jsonl"), **facts}
+             "final_loss": _final_loss(work / "train" / "train_log.jsonl"), **tower}
     (out / "pretrain.json").write_text(json.dumps(facts, indent=2) + "\n")
     write_card(out)
     return facts
@@ -182,6 +182,16 @@ def write_card(model_dir: str | Path, scores: dict | None = None) -> Path:
         facts["scores"] = scores
         (model_dir / "pretrain.json").write_text(json.dumps(facts, indent=2) + "\n")
     recipe = facts["recipe"]
+    warmed = []  # the vision warm-up's line, when the recipe had one
+    if recipe.get("warmup_epochs"):
+        warm = facts["vision_warmup"]
+        seen = warm.get("held_out", warm["train"])
+        warmed = [
+            f"- Vision warm-up: before the language training, the vision tower trained {recipe['warmup_epochs']:g} "
+            "epochs as a classifier of the main subject, its colour, the scene and the time of day (heads on its "
+            "max-pooled and on each of its tokens, dropped afterwards), then stayed frozen; it named the subject "
+            f"right in {seen['subject']:.0%} of {'held-out' if 'held_out' in warm else 'its'} pretraining clips "
+            f"({facts['seconds']['vision_warmup'] / 60:.1f} minutes)."]
     lines = [
         "---", "license: apache-2.0", "library_name: transformers", "pipeline_tag: image-text-to-text", "---", "",
         "# rbft-world-base", "",
@@ -198,24 +208,16 @@ def write_card(model_dir: str | Path, scores: dict | None = None) -> Path:
         f"8 frames each ({recipe.get('zoom_share', 0):.0%} of them as close-ups of the main subject), "
         f"{facts['conversations']} conversations of a generic prompt (describe along four dimensions, "
         "caption, who, where, what action, day or night) and the answer written from the clip's scene record.",
-        f"- Training: from random weights, full training{' of the language model' if recipe.get('warmup_epochs') else ''} "
+        f"- Training: from random weights, full training{' of the language model' if warmed else ''} "
         "through `rbft.training` (Hugging Face Trainer), "
         f"{recipe['epochs']} epochs, batch {recipe['batch_size']}, AdamW at {recipe['learning_rate']} with cosine "
         f"schedule and {recipe['warmup_ratio']:.0%} warmup, weight decay {recipe['weight_decay']}; final loss "
         f"{facts['final_loss']}; {facts['seconds']['training'] / 60:.1f} minutes of training on a 2-core CPU.",
+        *warmed,
         f"- Remake it: `rbft world pretrain --out DIR"
-        f"{' --vision-warmup %g' % recipe['warmup_epochs'] if recipe.get('warmup_epochs') else ''}` (the recipe is "
+        f"{' --vision-warmup %g' % recipe['warmup_epochs'] if warmed else ''}` (the recipe is "
         "`rbft.world.pretrain.Recipe`).", "",
     ]
-    if recipe.get("warmup_epochs"):
-        warm = facts["vision_warmup"]
-        seen = warm.get("held_out", warm["train"])
-        lines[-2:-1] = [
-            f"- Vision warm-up: before the language training, the vision tower trained {recipe['warmup_epochs']:g} "
-            "epochs as a classifier of the main subject, its colour, the scene and the time of day (heads on its "
-            "max-pooled and on each of its tokens, dropped afterwards), then stayed frozen; it named the subject "
-            f"right in {seen['subject']:.0%} of {'held-out' if 'held_out' in warm else 'its'} pretraining clips "
-            f"({facts['seconds']['vision_warmup'] / 60:.1f} minutes).", lines[-2]]
     if "scores" in facts:
         s = facts["scores"]
         lines += [
