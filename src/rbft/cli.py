@@ -382,7 +382,8 @@ def world_pretrain(
     epochs: Optional[float] = typer.Option(None, "--epochs", min=0.01, help="Epochs (default: the recipe's)."),
     vision_warmup: Optional[float] = typer.Option(
         None, "--vision-warmup", min=0.0,
-        help="Epochs of training the vision tower as a classifier of the clips' facts first (default: the recipe's)."
+        help="Epochs (over every frame pair of the clips) of training the vision tower as a classifier of the "
+        "clips' facts first (default: the recipe's)."
     ),
 ) -> None:
     """Make the base model the way the shipped one was made: pretrain a tiny Qwen2-VL on world captions."""

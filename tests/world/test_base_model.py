@@ -12,6 +12,7 @@ from rbft.modeling import SHIPPED_MODEL
 from rbft.world.generate import Splits, generate_world, load_scenes, make_clip
 from rbft.world.judge import named_scene, named_subject
 from rbft.world.pretrain import SAMPLING, Recipe, close_up, pretrain
+from rbft.world.warmup import FactsCollator, View, fact_ids, views
 
 
 def _describe(model, processor, frames: list, prompt: str = "Describe the video.") -> list[str]:
@@ -62,12 +63,12 @@ def test_pretraining_recipe_runs_end_to_end_at_small_scale(tmp_path):
 
 
 def test_pretraining_can_warm_up_the_vision_tower_first_and_then_keeps_it(tmp_path):
-    recipe = Recipe(clips=6, examples_per_clip=1, epochs=1, batch_size=3, warmup_epochs=2)
+    recipe = Recipe(clips=6, examples_per_clip=1, epochs=1, batch_size=3, warmup_epochs=2, warmup_batch_size=12)
     facts = pretrain(tmp_path / "model", tmp_path / "work", recipe, log=lambda _: None)
     warm = facts["vision_warmup"]["train"]
     assert set(warm) == {"subject", "colour", "scene", "time"} and all(0 <= v <= 1 for v in warm.values())
     log = [json.loads(line) for line in (tmp_path / "work" / "warmup" / "train_log.jsonl").read_text().splitlines()]
-    assert log[-1]["step"] == 4  # 6 clips, batch 3, 2 epochs
+    assert log[-1]["step"] == 8  # 6 clips of 4 frame pairs, plain and mirrored: 48 views, batch 12, 2 epochs
     # the language phase leaves the warmed-up tower as it was
     last = max((tmp_path / "work" / "warmup" / "checkpoints").iterdir(), key=lambda p: int(p.name.split("-")[1]))
     warmed = {k.removeprefix("visual."): v for k, v in load_file(last / "model.safetensors").items()
@@ -75,6 +76,22 @@ def test_pretraining_can_warm_up_the_vision_tower_first_and_then_keeps_it(tmp_pa
     tower = AutoModelForImageTextToText.from_pretrained(tmp_path / "model").model.visual.state_dict()
     assert warmed.keys() == tower.keys() and all(torch.equal(warmed[k], tower[k]) for k in warmed)
     assert "Vision warm-up" in (tmp_path / "model" / "README.md").read_text()
+
+
+def test_the_warm_up_sees_each_frame_pair_of_a_clip_plain_and_mirrored(tmp_path):
+    records = [make_clip(3, i, f"c{i}")[0] for i in range(2)]
+    frames = np.random.default_rng(0).integers(0, 256, (8, 128, 128, 3), dtype=np.uint8)
+    seen = views(records, tmp_path, {tmp_path / "c0.mp4": frames, tmp_path / "c1.mp4": frames})
+    assert len(seen) == 16 and {(v.pair, v.mirrored) for v in seen if v.id == "c1"} == {
+        (k, m) for k in range(4) for m in (False, True)}
+    processor = AutoProcessor.from_pretrained(SHIPPED_MODEL)
+    collator = FactsCollator(processor, lambda path: frames, {r.id: r for r in records})
+    batch = collator([View("c0", tmp_path / "c0.mp4", 1), View("c1", tmp_path / "c1.mp4", 1, mirrored=True)])
+    expected = processor.video_processor(videos=[frames[2:4], np.ascontiguousarray(frames[2:4, :, ::-1])],
+                                         return_tensors="pt", do_sample_frames=False)
+    assert torch.equal(batch["pixel_values_videos"], expected["pixel_values_videos"])
+    assert batch["video_grid_thw"].tolist() == [[1, 8, 8], [1, 8, 8]]
+    assert batch["labels"].tolist() == [fact_ids(records[0]), fact_ids(records[1])]
 
 
 def test_close_ups_move_the_records_boxes_with_the_picture():

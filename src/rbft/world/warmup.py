@@ -14,6 +14,14 @@ the scene and the time of day, with two heads per fact over the tower's output t
   look finds the subject in any average of the tokens (without this head, a warmed-up
   tower did not help the language model name the subject at all).
 
+Its unit is a pair of frames, not a clip: the tower sees a clip as pairs of consecutive
+sampled frames (Qwen2-VL's temporal patches) and attends within each pair only, so a
+clip of 8 frames is 4 independent views of the same facts, and each of them, plain and
+mirrored, is a training example. A from-scratch ViT learns slowly per example (a small
+CNN names 86% of held-out clips' subjects after 2 minutes of training, this tower 80%
+after 13); at the same cost per step, 32 pairs teach it more than 8 whole clips (subject
+named right on 0.65 against 0.55 of held-out clips after 400 steps).
+
 It trains through `rbft.training` like every other stage; the heads are dropped
 afterwards and the tower stays in the model.
 """
@@ -21,13 +29,13 @@ afterwards and the tower stays in the model.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from rbft.data.collate import Example, VideoChatCollator
 from rbft.training import train
 from rbft.world.scenes import SCENES, SUBJECTS, SceneRecord
 from rbft.world.sprites import RGB
@@ -78,24 +86,44 @@ class ClipClassifier(nn.Module):
         return out
 
 
+@dataclass(frozen=True)
+class View:
+    """One warm-up example: a temporal patch (`pair`: frames 2k and 2k+1 of the sampled frames) of a clip."""
+
+    id: str  # the clip's
+    video: Path
+    pair: int
+    mirrored: bool = False
+
+
+def views(records: Sequence[SceneRecord], videos: Path, frames: dict[Path, np.ndarray],
+          mirrored: bool = True) -> list[View]:
+    """Every temporal patch of every clip (`videos/<id>.mp4`, sampled as `frames`) and, with `mirrored`, its mirror."""
+    paths = [(r.id, videos / f"{r.id}.mp4") for r in records]
+    return [View(clip, path, k, flip) for clip, path in paths for k in range(len(frames[path]) // 2)
+            for flip in ((False, True) if mirrored else (False,))]
+
+
 class FactsCollator:
-    """Examples (one per clip) to the vision tower's inputs and the clip's fact indices as `labels`."""
+    """`View`s to the vision tower's inputs (2-frame videos) and their clips' fact indices as `labels`."""
 
     def __init__(self, processor, frames: Callable[[Path], np.ndarray], records: dict[str, SceneRecord]):
-        self.videos = VideoChatCollator(processor, frames).videos
-        self.processor, self.records = processor, records
+        self.processor, self.frames, self.records = processor, frames, records
 
-    def __call__(self, examples: Sequence[Example]) -> dict:
-        clips, _ = self.videos(examples)
-        batch = self.processor.video_processor(videos=clips, return_tensors="pt", do_sample_frames=False)
-        return {"pixel_values_videos": batch["pixel_values_videos"], "video_grid_thw": batch["video_grid_thw"],
-                "labels": torch.tensor([fact_ids(self.records[e.id]) for e in examples])}
+    def __call__(self, batch: Sequence[View]) -> dict:
+        clips = []
+        for view in batch:
+            pair = self.frames(view.video)[2 * view.pair:2 * view.pair + 2]
+            clips.append(np.ascontiguousarray(pair[:, :, ::-1] if view.mirrored else pair))
+        out = self.processor.video_processor(videos=clips, return_tensors="pt", do_sample_frames=False)
+        return {"pixel_values_videos": out["pixel_values_videos"], "video_grid_thw": out["video_grid_thw"],
+                "labels": torch.tensor([fact_ids(self.records[view.id]) for view in batch])}
 
 
 @torch.no_grad()
-def accuracy(classifier: ClipClassifier, collator: FactsCollator, examples: Sequence[Example],
-             batch_size: int = 16) -> dict[str, float]:
-    """For each fact, the share of `examples` the classifier names right."""
+def accuracy(classifier: ClipClassifier, collator: FactsCollator, examples: Sequence[View],
+             batch_size: int = 32) -> dict[str, float]:
+    """For each fact, the share of `examples` (frame pairs) the classifier names right."""
     classifier.eval()
     right = np.zeros(len(FACTS))
     for start in range(0, len(examples), batch_size):
@@ -109,16 +137,17 @@ def warm_up(model, processor, records: Sequence[SceneRecord], work: Path, frames
             settings, dense: float, held_out: int = 100) -> dict[str, dict[str, float]]:
     """Train `model`'s vision tower (in place) as a `ClipClassifier` of `records`' facts; returns its accuracy.
 
-    The last `held_out` clips (a tenth at most) are left out of the warm-up and measured, next to as many
-    warm-up clips, so the model card can say what the tower learnt and whether it only memorised.
+    It trains on every frame pair of the clips, plain and mirrored (see `views`). The last `held_out`
+    clips (a tenth at most) are left out and their frame pairs measured, next to as many training
+    clips' pairs, so the model card can say what the tower learnt and whether it only memorised.
     """
     held_out = min(held_out, len(records) // 10)
-    examples = [Example(r.id, work / "videos" / f"{r.id}.mp4", "") for r in records]
+    fit, held = records[:len(records) - held_out], records[len(records) - held_out:]
+    videos = work / "videos"
     collator = FactsCollator(processor, frames.__getitem__, {r.id: r for r in records})
     classifier = ClipClassifier(model.model.visual, model.config.text_config.hidden_size, dense)
-    fit, held = examples[:len(examples) - held_out], examples[len(examples) - held_out:]
-    train(classifier, collator, fit, work / "warmup", settings)
-    scores = {"train": accuracy(classifier, collator, fit[:max(held_out, 1)])}
+    train(classifier, collator, views(fit, videos, frames), work / "warmup", settings)
+    scores = {"train": accuracy(classifier, collator, views(fit[:max(held_out, 1)], videos, frames, False))}
     if held:
-        scores["held_out"] = accuracy(classifier, collator, held)
+        scores["held_out"] = accuracy(classifier, collator, views(held, videos, frames, False))
     return scores
