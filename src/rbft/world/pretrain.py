@@ -192,7 +192,7 @@ def write_card(model_dir: str | Path, scores: dict | None = None) -> Path:
     if recipe.get("warmup_epochs"):
         warm = facts["vision_warmup"]
         seen = warm.get("held_out", warm["train"])
-        pairs = "warmup_batch_size" in recipe  # recipes since then warm up on frame pairs, not whole clips
+        pairs = "warmup_batch_size" in recipe  # older recipes (no such field) warmed up on whole clips
         measured = f"{'held-out' if 'held_out' in warm else 'its'} pretraining clips"
         warmed = [
             f"- Vision warm-up: before the language training, the vision tower trained {recipe['warmup_epochs']:g} "
