@@ -192,17 +192,17 @@ def write_card(model_dir: str | Path, scores: dict | None = None) -> Path:
     if recipe.get("warmup_epochs"):
         warm = facts["vision_warmup"]
         seen = warm.get("held_out", warm["train"])
-        pairs = "warmup_batch_size" in recipe  # older recipes (no such field) warmed up on whole clips
         measured = f"{'held-out' if 'held_out' in warm else 'its'} pretraining clips"
+        how = "epochs "
+        if "warmup_batch_size" in recipe:  # older recipes (no such field) warmed up on whole clips
+            how = (f"epochs over every frame pair (temporal patch) of the clips, plain and mirrored, in batches of "
+                   f"{recipe['warmup_batch_size']} at a learning rate of {recipe['warmup_learning_rate']}, ")
+            measured = f"the frame pairs of {measured}"
         warmed = [
             f"- Vision warm-up: before the language training, the vision tower trained {recipe['warmup_epochs']:g} "
-            + (f"epochs over every frame pair (temporal patch) of the clips, plain and mirrored, in batches of "
-               f"{recipe['warmup_batch_size']} at a learning rate of {recipe['warmup_learning_rate']}, "
-               if pairs else "epochs ")
-            + "as a classifier of the main subject, its colour, the scene and the time of day (heads on its "
+            f"{how}as a classifier of the main subject, its colour, the scene and the time of day (heads on its "
             "max-pooled and on each of its tokens, dropped afterwards), then stayed frozen; it named the subject "
-            f"right in {seen['subject']:.0%} of {'the frame pairs of ' if pairs else ''}{measured} "
-            f"({facts['seconds']['vision_warmup'] / 60:.1f} minutes)."]
+            f"right in {seen['subject']:.0%} of {measured} ({facts['seconds']['vision_warmup'] / 60:.1f} minutes)."]
     lines = [
         "---", "license: apache-2.0", "library_name: transformers", "pipeline_tag: image-text-to-text", "---", "",
         "# rbft-world-base", "",

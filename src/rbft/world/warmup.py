@@ -71,7 +71,7 @@ class ClipClassifier(nn.Module):
         return tokens, sizes, {name: head(pooled) for name, head in self.heads.items()}
 
     def logits(self, pixel_values_videos: torch.Tensor, video_grid_thw: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Each fact's logits for each clip, from its max-pooled tokens."""
+        """Each fact's logits for each video (a clip or a frame pair), from its max-pooled tokens."""
         return self._logits(pixel_values_videos, video_grid_thw)[2]
 
     def forward(self, pixel_values_videos: torch.Tensor, video_grid_thw: torch.Tensor,
