@@ -9,9 +9,11 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from rbft.data.video import read_video
 from rbft.modeling import SHIPPED_MODEL
+from rbft.prompts import rationale_prompt
 from rbft.world.generate import Splits, generate_world, load_scenes, make_clip
 from rbft.world.judge import named_scene, named_subject
-from rbft.world.pretrain import SAMPLING, Recipe, close_up, pretrain
+from rbft.world.pretrain import DIMENSION_LAYOUT, SAMPLING, Recipe, close_up, examples_for, pretrain
+from rbft.world.tasks import TASKS
 from rbft.world.warmup import FactsCollator, View, fact_ids, views
 
 
@@ -92,6 +94,22 @@ def test_the_warm_up_sees_each_frame_pair_of_a_clip_plain_and_mirrored(tmp_path)
     assert torch.equal(batch["pixel_values_videos"], expected["pixel_values_videos"])
     assert batch["video_grid_thw"].tolist() == [[1, 8, 8], [1, 8, 8]]
     assert batch["labels"].tolist() == [fact_ids(records[0]), fact_ids(records[1])]
+
+
+def test_some_pretraining_prompts_ask_for_the_rationale_layout_but_none_names_a_task(tmp_path):
+    records = [make_clip(5, i, f"c{i}")[0] for i in range(40)]
+    plain = examples_for(records, tmp_path, 2, np.random.default_rng(0))
+    laid_out = examples_for(records, tmp_path, 2, np.random.default_rng(0), layout_share=1.0)
+    assert not any("layout" in e.prompt for e in plain)
+    asked = [e for e in laid_out if "Answer in this layout:" in e.prompt]
+    # half of the four-dimension prompts (one per clip, more by chance) carry a question; all of those the layout
+    assert 10 <= len(asked) <= 40 and all(e.prompt.endswith(DIMENSION_LAYOUT) for e in asked)
+    assert all(e.target.startswith("Subjects: ") for e in asked)
+    for task in TASKS.values():  # the layout's four lines, as a task's rationale prompt has them
+        assert DIMENSION_LAYOUT in rationale_prompt(task)
+    # but not its task lines: no options to conclude with, no label, no verdict asked for
+    text = " ".join(e.prompt + " " + e.target for e in laid_out)
+    assert "<" not in text and "Conclusion" not in text and "Reasoning" not in text
 
 
 def test_close_ups_move_the_records_boxes_with_the_picture():

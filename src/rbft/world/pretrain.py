@@ -23,6 +23,7 @@ from PIL import Image
 from rbft.data.collate import Example, VideoChatCollator
 from rbft.data.video import FrameSampling, read_video
 from rbft.modeling import new_model
+from rbft.prompts import LAYOUT
 from rbft.training import TrainSettings, train
 from rbft.world.basemodel import build_processor, corpus, model_config, train_tokenizer
 from rbft.world.captions import PROMPTS, answer
@@ -38,6 +39,9 @@ SYSTEMS = (None, None, "You are a video analyst.", "You are a careful observer o
 QUESTIONS = ("What is going on?", "Is anyone at the door?", "Who is in the house?", "Is everything fine here?",
              "What is the animal doing?", "Should someone look at this clip?", "What happened in the scene?")
 SAMPLING = FrameSampling(num_frames=8, max_pixels=128 * 128)
+# the four-dimension lines of rbft's rationale layout (`rbft.prompts.LAYOUT`), without its task lines
+# (reasoning, conclusion), which the base model must learn from a task, not here
+DIMENSION_LAYOUT = "\n".join(LAYOUT.splitlines()[:4])
 
 
 @dataclass
@@ -47,7 +51,7 @@ class Recipe:
     seed: int = 1000  # the pretraining clips' world seed (task worlds use other seeds)
     clips: int = 4000
     examples_per_clip: int = 2
-    epochs: float = 1.0
+    epochs: float = 1.5
     learning_rate: float = 1e-3
     batch_size: int = 8
     warmup_ratio: float = 0.05
@@ -57,32 +61,44 @@ class Recipe:
     # epochs of the vision tower's warm-up as a classifier of the clips' facts, over every frame pair
     # of every clip, plain and mirrored (`rbft.world.warmup`); after one, the tower stays frozen
     # while the language side learns to talk
-    warmup_epochs: float = 2.0
+    warmup_epochs: float = 3.0
     warmup_batch_size: int = 32  # frame pairs
     warmup_learning_rate: float = 2e-3
     warmup_dense: float = 1.0  # weight of every token naming the clip's facts (see `warmup.ClipClassifier`)
+    # share of the four-dimension prompts with a question that also ask for the dimensions in rbft's
+    # rationale layout (`DIMENSION_LAYOUT`), as a task's rationale prompt does
+    layout_share: float = 0.5
 
     def key(self) -> str:
         """Names the work folder, so a rerun of the same recipe resumes and another recipe starts afresh."""
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _prompt(kind: str, rng: np.random.Generator) -> str:
+def _prompt(kind: str, rng: np.random.Generator, layout_share: float) -> str:
     prompt = str(rng.choice(PROMPTS[kind]))
     if kind == "structured" and rng.random() < 0.5:
         prompt += f" Then explain what matters for this question: {rng.choice(QUESTIONS)}"
+        if rng.random() < layout_share:
+            prompt += "\nAnswer in this layout:\n" + DIMENSION_LAYOUT
     return prompt
 
 
-def examples_for(records, videos: Path, per_clip: int, rng: np.random.Generator) -> list[Example]:
-    """`per_clip` conversations per clip, each with a randomly drawn prompt kind and persona."""
+def examples_for(records, videos: Path, per_clip: int, rng: np.random.Generator,
+                 layout_share: float = 0.0) -> list[Example]:
+    """`per_clip` conversations per clip, each with a randomly drawn prompt kind and persona.
+
+    With `layout_share`, that share of the four-dimension prompts with a question also asks
+    for rbft's rationale layout: the base model then knows the layout a task's rationale
+    prompt asks for (0.70 of held-out subjects named right under that prompt without it,
+    0.755 after 250 more steps with it, 0.775 under the plain four-dimension prompt).
+    """
     kinds, weights = list(KIND_WEIGHTS), np.array(list(KIND_WEIGHTS.values()))
     out = []
     for record in records:
         for k in range(per_clip):
             kind = kinds[0] if k == 0 else str(rng.choice(kinds, p=weights / weights.sum()))
             system = SYSTEMS[int(rng.integers(len(SYSTEMS)))]
-            out.append(Example(f"{record.id}/{k}", videos / f"{record.id}.mp4", _prompt(kind, rng),
+            out.append(Example(f"{record.id}/{k}", videos / f"{record.id}.mp4", _prompt(kind, rng, layout_share),
                                answer(record, kind, rng), system))
     return out
 
@@ -155,7 +171,8 @@ def pretrain(out: str | Path, work: str | Path, recipe: Recipe = Recipe(), log=p
                                                  learning_rate=recipe.warmup_learning_rate), recipe.warmup_dense)
         log(f"vision tower, facts named right: {tower['vision_warmup']}")
     warmed = time.perf_counter()
-    examples = examples_for(records, work / "videos", recipe.examples_per_clip, np.random.default_rng(recipe.seed))
+    examples = examples_for(records, work / "videos", recipe.examples_per_clip, np.random.default_rng(recipe.seed),
+                            recipe.layout_share)
     collator = VideoChatCollator(processor, frames.__getitem__)
     settings = replace(settings, epochs=recipe.epochs, train_vision=recipe.warmup_epochs == 0)
     n_params = sum(p.numel() for p in model.parameters())
@@ -203,6 +220,10 @@ def write_card(model_dir: str | Path, scores: dict | None = None) -> Path:
             f"{how}as a classifier of the main subject, its colour, the scene and the time of day (heads on its "
             "max-pooled and on each of its tokens, dropped afterwards), then stayed frozen; it named the subject "
             f"right in {seen['subject']:.0%} of {measured} ({facts['seconds']['vision_warmup'] / 60:.1f} minutes)."]
+    laid_out = ""  # older recipes (no such field) never asked for the layout
+    if recipe.get("layout_share"):
+        laid_out = (f"; {recipe['layout_share']:.0%} of the four-dimension prompts with a question also ask for "
+                    "the dimensions in rbft's rationale layout")
     lines = [
         "---", "license: apache-2.0", "library_name: transformers", "pipeline_tag: image-text-to-text", "---", "",
         "# rbft-world-base", "",
@@ -218,7 +239,8 @@ def write_card(model_dir: str | Path, scores: dict | None = None) -> Path:
         f"- Data: {recipe['clips']} world clips drawn with seed {recipe['seed']} (never the task splits' seeds), "
         f"8 frames each ({recipe.get('zoom_share', 0):.0%} of them as close-ups of the main subject), "
         f"{facts['conversations']} conversations of a generic prompt (describe along four dimensions, "
-        "caption, who, where, what action, day or night) and the answer written from the clip's scene record.",
+        f"caption, who, where, what action, day or night{laid_out}) and the answer written from the clip's scene "
+        "record.",
         f"- Training: from random weights, full training{' of the language model' if warmed else ''} "
         "through `rbft.training` (Hugging Face Trainer), "
         f"{recipe['epochs']} epochs, batch {recipe['batch_size']}, AdamW at {recipe['learning_rate']} with cosine "
