@@ -88,9 +88,10 @@ def examples_for(records, videos: Path, per_clip: int, rng: np.random.Generator,
     """`per_clip` conversations per clip, each with a randomly drawn prompt kind and persona.
 
     With `layout_share`, that share of the four-dimension prompts with a question also asks
-    for rbft's rationale layout: the base model then knows the layout a task's rationale
-    prompt asks for (0.70 of held-out subjects named right under that prompt without it,
-    0.755 after 250 more steps with it, 0.775 under the plain four-dimension prompt).
+    for rbft's rationale layout, so the base model knows the layout a task's rationale
+    prompt asks for. Measured on the base model shipped before this was added: it named
+    0.70 of held-out subjects under that prompt and 0.775 under the plain four-dimension
+    one; 250 more steps with layout prompts raised the first to 0.755.
     """
     kinds, weights = list(KIND_WEIGHTS), np.array(list(KIND_WEIGHTS.values()))
     out = []
