@@ -23,7 +23,7 @@ from PIL import Image
 from rbft.data.collate import Example, VideoChatCollator
 from rbft.data.video import FrameSampling, read_video
 from rbft.modeling import new_model
-from rbft.prompts import LAYOUT
+from rbft.prompts import DIMENSIONS, LAYOUT
 from rbft.training import TrainSettings, train
 from rbft.world.basemodel import build_processor, corpus, model_config, train_tokenizer
 from rbft.world.captions import PROMPTS, answer
@@ -41,7 +41,7 @@ QUESTIONS = ("What is going on?", "Is anyone at the door?", "Who is in the house
 SAMPLING = FrameSampling(num_frames=8, max_pixels=128 * 128)
 # the four-dimension lines of rbft's rationale layout (`rbft.prompts.LAYOUT`), without its task lines
 # (reasoning, conclusion), which the base model must learn from a task, not here
-DIMENSION_LAYOUT = "\n".join(LAYOUT.splitlines()[:4])
+DIMENSION_LAYOUT = "\n".join(LAYOUT.splitlines()[:len(DIMENSIONS)])
 
 
 @dataclass
