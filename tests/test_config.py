@@ -104,3 +104,24 @@ def test_rationale_file_resolves_against_the_config_and_is_required_for_source_f
     config = load_config(write(tmp_path, GOOD + "rationales: {source: file, file: r/authors.jsonl}\n"))
     assert config.rationales.file == (tmp_path / "r" / "authors.jsonl").resolve()
     assert "source 'file' needs `file`" in error_of(tmp_path, GOOD + "rationales: {source: file}\n")
+
+
+def test_label_training_options_and_their_unknown_values_are_named(tmp_path):
+    config = load_config(write(tmp_path, GOOD.replace("  method: lora", "  method: lora\n  balance: sample")
+                               .replace("learning_rate: 0.0002}", "learning_rate: 0.0002, min_steps: 50}")))
+    assert config.training.balance == "sample" and config.training.stage1.min_steps == 50
+    assert config.training.stage2.min_steps == 100  # not named: the label stage's floor for tiny sets
+    message = error_of(tmp_path, GOOD.replace("  method: lora", "  method: lora\n  balance: oversample"))
+    assert "training.balance" in message and "oversample" in message
+    assert "training.stage1.min_steps" in error_of(tmp_path, GOOD.replace("0.0002}", "0.0002, min_steps: -1}"))
+
+
+def test_the_label_budget_becomes_one_run_per_number_of_videos(tmp_path):
+    config = load_config(write(tmp_path, GOOD + "label_budget: {videos: [40, 20], seeds: [0, 1]}\n"))
+    assert list(config.budget_points()) == ["labels-20", "labels-40"]
+    point = config.ablation("labels-20")
+    assert point.data.train_limit == 20 and point.seeds == [0, 1] and point.label_budget.videos == []
+    assert load_config(write(tmp_path, GOOD + "label_budget: {videos: [20]}\n")).ablation("labels-20").seeds == [0, 1, 2]
+    assert "label_budget.videos" in error_of(tmp_path, GOOD + "label_budget: {videos: [20, 20]}\n")
+    assert "label_budget.vidoes: unknown key" in error_of(tmp_path, GOOD + "label_budget: {vidoes: [20]}\n")
+    assert "are the label budget's" in error_of(tmp_path, GOOD + "ablations: {labels-9: {seeds: [0]}}\n")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from rbft.metrics import classification, compare, interval, over_seeds
+from rbft.metrics import classification, collapsed, compare, interval, over_seeds
 
 LABELS = ["normal", "abnormal", "vague"]
 
@@ -63,3 +63,14 @@ def test_interval_of_one_method_brackets_its_figures_and_narrows_with_more_video
     assert narrow["accuracy"][0] <= accuracy <= narrow["accuracy"][1]
     assert np.diff(narrow["accuracy"]) < np.diff(wide["accuracy"])
     assert narrow["macro_f1"][0] <= f1_score(truth, guess, labels=labels, average="macro") <= narrow["macro_f1"][1]
+
+
+def test_a_method_that_answers_one_label_for_every_video_is_named():
+    results = {"seeds": [0, 1], "methods": {
+        "zero_shot": {"predicted_counts": [{"normal": 0, "abnormal": 9, "vague": 0}]},
+        "direct_sft": {"predicted_counts": [{"normal": 5, "abnormal": 3, "vague": 1}, {"normal": 9, "abnormal": 0, "vague": 0}]},
+        "rbft": {"predicted_counts": [{"normal": 5, "abnormal": 3, "vague": 1}, {"normal": 4, "abnormal": 4, "vague": 1}]}}}
+    warnings = collapsed(results)
+    assert len(warnings) == 2
+    assert warnings[0].startswith("zero_shot answers <abnormal> for every test video")
+    assert warnings[1].startswith("direct_sft (seed 1) answers <normal> for every test video")

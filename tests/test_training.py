@@ -1,5 +1,8 @@
 """The training gateway refuses bad settings before any training, and trains what it should."""
 
+import json
+from collections import Counter
+
 import pytest
 import torch
 
@@ -48,3 +51,46 @@ def test_one_step_moves_trainable_and_only_trainable_parameters(model, tmp_path,
         assert lora and all(p.abs().sum() > 0 for p in lora.values())  # B starts at zero; a step moves it
         assert not any(is_vision(n.replace("base_model.model.", "")) for n in lora)
     assert (tmp_path / "train_log.jsonl").exists()
+
+
+class _Seen(VideoChatCollator):
+    """The real collator, noting each batch's replies: what the trainer drew."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.targets = []
+
+    def __call__(self, examples):
+        self.targets += [e.target for e in examples]
+        return super().__call__(examples)
+
+
+@pytest.mark.parametrize("balance", ["none", "sample"])
+def test_balanced_sampling_draws_the_rare_labels_as_often_as_the_common_one(model, tmp_path, balance):
+    clip = make_clip(1, 0, "x")[1][::3][:2]
+    collator = _Seen(load_processor("rbft-world-base"), lambda _: clip)
+    examples = [Example(f"n{i}", "v", "Which?", "<normal>") for i in range(6)]
+    examples += [Example("a", "v", "Which?", "<abnormal>"), Example("v", "v", "Which?", "<vague>")]
+    settings = TrainSettings(method="full", epochs=1, min_steps=12, batch_size=4, learning_rate=1e-4,
+                             warmup_ratio=0.0, logging_steps=1, balance=balance)
+    train(model, collator, examples, tmp_path, settings)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert max(steps) == 12  # one epoch is 2 steps; min_steps makes it 12
+    counts = Counter(collator.targets)
+    assert sum(counts.values()) == 48
+    if balance == "none":  # each video once an epoch: the manifest's 6 : 1 : 1
+        assert counts == {"<normal>": 36, "<abnormal>": 6, "<vague>": 6}
+    else:  # each label a third of the draws, give or take the draw
+        assert all(10 <= counts[x] <= 22 for x in ("<normal>", "<abnormal>", "<vague>")), counts
+
+
+def test_many_epochs_of_a_tiny_set_are_scored_a_few_times_and_after_the_last(model, tmp_path):
+    clip = make_clip(1, 0, "x")[1][::3][:2]
+    collator = VideoChatCollator(load_processor("rbft-world-base"), lambda _: clip)
+    examples = [Example("a", "v", "Which?", "<normal>"), Example("b", "v", "Which?", "<vague>")]
+    scored = []
+    settings = TrainSettings(method="full", epochs=1, min_steps=14, batch_size=2, warmup_ratio=0.0, logging_steps=1)
+    train(model, collator, examples, tmp_path, settings, select=lambda m: scored.append(len(scored)) or -len(scored))
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "val_score" in r] == [3, 6, 9, 12, 14]  # every 3rd of 14 epochs, and the last
+    assert json.loads((tmp_path / "best.json").read_text())["step"] == 3  # the first scored highest

@@ -225,7 +225,8 @@ def run_command(
 def _print_results(results: dict, folder: Path) -> None:
     """The comparison: each method's (and ablation's) accuracy and macro-F1, mean ± std over seeds, per-class
     F1, and RB-FT minus direct SFT with its 95% interval and paired test."""
-    from rbft.stages.report import cell, delta_text, method_rows
+    from rbft.metrics import collapsed
+    from rbft.stages.report import budget_rows, cell, delta_text, method_rows
 
     labels = results["labels"]
     table = Table("method", "accuracy ± std [95% CI]", "macro-F1 ± std [95% CI]",
@@ -237,6 +238,8 @@ def _print_results(results: dict, folder: Path) -> None:
         per_class.add_row(escape(name), *(f"{m['over_seeds']['per_class_f1'][x]['mean']:.3f}" for x in labels))
     out.print(table)
     out.print(per_class)
+    for warning in collapsed(results):
+        out.print(f"[bold red]warning[/bold red]: {escape(warning)}")
     comparison = results["comparisons"].get("rbft_minus_direct_sft")
     if comparison:
         for key in ("macro_f1", "accuracy", *(f"f1:{x}" for x in labels)):
@@ -247,6 +250,12 @@ def _print_results(results: dict, folder: Path) -> None:
         d = ablation["comparisons"].get("rbft_minus_direct_sft", {}).get("delta", {}).get("macro_f1")
         if d:
             out.print(f"ablation {escape(name)}: RB-FT minus direct SFT, macro_f1 {delta_text(d)}")
+    head, rows = budget_rows(results)
+    if rows:
+        budget = Table(*head, title="label budget (test macro-F1; the last row is the whole train split)")
+        for row in rows:
+            budget.add_row(*map(escape, row))
+        out.print(budget)
     attention = results.get("attention", {}).get("focus")
     if attention:
         out.print("attention focus (share in the boxes / their area): "
@@ -410,8 +419,9 @@ def demo(
 ) -> None:
     """The whole RB-FT experiment on the built-in smart-home world, offline on the CPU.
 
-    Zero-shot vs direct SFT vs RB-FT with the shipped base model on `home-security`, 3 seeds
-    (`--quick`: one), printed with intervals; the run folder holds results.json, report.html,
+    Zero-shot vs direct SFT vs RB-FT with the shipped base model on `home-security`, 2 seeds
+    (`--quick`: one), and the label-budget curve (20 and 80 labelled clips besides all 160;
+    not in `--quick`), printed with intervals; the run folder holds results.json, report.html,
     report.md and the attention figures. A re-run resumes where it stopped.
     """
     import time

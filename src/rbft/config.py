@@ -72,6 +72,8 @@ class StageConfig(_Strict):
 
     epochs: float = Field(default=3.0, gt=0)
     learning_rate: float = Field(default=1e-4, gt=0)
+    min_steps: int = Field(default=0, ge=0, description="train at least this many optimizer steps (more epochs "
+                           "when the set is tiny); 0: `epochs` alone decide")
 
 
 class TrainingConfig(_Strict):
@@ -96,8 +98,11 @@ class TrainingConfig(_Strict):
     keep_checkpoints: bool = Field(default=False, description="keep a finished stage's checkpoints (large on "
                                    "real models; only a cut run needs them)")
     select_best: bool = Field(default=True, description="label stages keep the epoch with the best val macro-F1")
+    balance: Literal["none", "sample"] = Field(
+        default="sample", description="label stages (Stage II and direct SFT alike): sample: draw every label "
+        "equally often (with replacement), for small imbalanced sets; none: each video once an epoch")
     stage1: StageConfig = StageConfig(learning_rate=1e-4)
-    stage2: StageConfig = StageConfig(learning_rate=1e-4)
+    stage2: StageConfig = StageConfig(learning_rate=1e-4, min_steps=100)  # a tiny label set still gets 100 steps
 
 
 class RationaleConfig(_Strict):
@@ -144,6 +149,22 @@ class EvalConfig(_Strict):
     batch_size: int = Field(default=8, ge=1)
 
 
+class LabelBudgetConfig(_Strict):
+    """The annotation-efficiency curve: RB-FT and direct SFT again with fewer labelled training videos."""
+
+    videos: list[int] = Field(default=[], description="numbers of labelled training videos, each run as "
+                              "`data.train_limit` (first videos in manifest order, each label's share kept); "
+                              "the full train split is the curve's last point")
+    seeds: list[int] | None = Field(default=None, description="seeds of each point (default: the experiment's)")
+
+    @field_validator("videos")
+    @classmethod
+    def _positive_distinct(cls, videos: list[int]) -> list[int]:
+        if any(n < 2 for n in videos) or len(set(videos)) != len(videos):
+            raise ValueError("give distinct numbers of videos, each at least 2, e.g. [20, 40, 80]")
+        return sorted(videos)
+
+
 class ExperimentConfig(_Strict):
     """One experiment: a task, its data, a base model, and how to train and repeat it."""
 
@@ -157,6 +178,7 @@ class ExperimentConfig(_Strict):
     seeds: list[int] = Field(default=[0], min_length=1)
     ablations: dict[str, dict] = Field(default={}, description="name -> settings that differ from this config "
                                        "(under rationales, training, data or model); each is run and compared too")
+    label_budget: LabelBudgetConfig = LabelBudgetConfig()
 
     @field_validator("ablations")
     @classmethod
@@ -170,15 +192,22 @@ class ExperimentConfig(_Strict):
             if wrong:
                 raise ValueError(f"ablation {name!r}: {', '.join(wrong)} cannot vary (only {', '.join(sorted(ABLATABLE))}); "
                                  "a different task or test set is another experiment")
+            if name.startswith(BUDGET_PREFIX):
+                raise ValueError(f"ablation {name!r}: names starting {BUDGET_PREFIX!r} are the label budget's")
             if "manifest" in (changes.get("data") or {}):
                 raise ValueError(f"ablation {name!r}: data.manifest cannot vary (the test set must be the same); "
                                  "use data.train_limit for fewer labelled videos")
         return ablations
 
+    def budget_points(self) -> dict[str, dict]:
+        """The label budget's points as ablations: name -> the settings that differ."""
+        seeds = {"seeds": self.label_budget.seeds} if self.label_budget.seeds else {}
+        return {f"{BUDGET_PREFIX}{n}": {"data": {"train_limit": n}, **seeds} for n in self.label_budget.videos}
+
     def ablation(self, name: str) -> "ExperimentConfig":
-        """This config with ablation `name`'s settings merged in (and no ablations of its own)."""
-        raw = _merge(self.model_dump(mode="json"), self.ablations[name])
-        raw["ablations"] = {}
+        """This config with ablation (or label-budget point) `name`'s settings merged in, and none of its own."""
+        raw = _merge(self.model_dump(mode="json"), {**self.ablations, **self.budget_points()}[name])
+        raw["ablations"], raw["label_budget"] = {}, {}
         raw["name"] = f"{self.name}[{name}]"
         try:
             return ExperimentConfig.model_validate(raw)
@@ -187,6 +216,7 @@ class ExperimentConfig(_Strict):
 
 
 ABLATABLE = {"rationales", "training", "data", "model", "seeds"}  # seeds: fewer, to spend less
+BUDGET_PREFIX = "labels-"
 
 
 def _merge(base: dict, changes: dict) -> dict:
@@ -221,7 +251,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
     if config.rationales.file is not None and not config.rationales.file.is_absolute():
         rationales = config.rationales.model_copy(update={"file": (path.parent / config.rationales.file).resolve()})
         config = config.model_copy(update={"rationales": rationales})
-    for name in config.ablations:  # every ablation must be valid before any work
+    for name in [*config.ablations, *config.budget_points()]:  # every one must be valid before any work
         try:
             config.ablation(name)
         except ConfigError as e:

@@ -4,7 +4,8 @@ The world (home-security clips with their scene records) is drawn into the demo 
 an experiment config is written beside it, and `rbft run`'s runner does the rest:
 the shipped base model writes its own rationales (label-conditioned, as the authors
 did), Stage I and Stage II give RB-FT, direct SFT gets the same label budget, and all
-three methods (zero-shot included) are scored on the same test clips, over 3 seeds.
+three methods (zero-shot included) are scored on the same test clips, over 2 seeds, and again
+with 20 and 80 labelled clips for the label-budget curve.
 `--quick` draws fewer clips and runs one seed, for a first look and for tests.
 """
 
@@ -27,11 +28,12 @@ class Size:
     splits: Splits
     seeds: tuple[int, ...]
     stage1_epochs: float
-    stage2_epochs: float
+    stage2_min_steps: int
+    label_budget: dict  # the label-budget curve's points (besides the whole train split) and their seeds
 
 
-FULL = Size(Splits(train=160, val=40, test=300), (0, 1, 2), 2, 3)
-QUICK = Size(Splits(train=64, val=16, test=64), (0,), 1, 2)
+FULL = Size(Splits(train=160, val=40, test=300), (0, 1), 2, 60, {"videos": [20, 80]})
+QUICK = Size(Splits(train=64, val=16, test=64), (0,), 1, 30, {})
 
 
 def demo_config(manifest: str, quick: bool = False) -> dict:
@@ -40,8 +42,10 @@ def demo_config(manifest: str, quick: bool = False) -> dict:
     config = experiment(TASK, TASKS[TASK], manifest)
     config["name"] = "demo-quick" if quick else "demo"
     config["training"]["stage1"]["epochs"] = size.stage1_epochs
-    config["training"]["stage2"]["epochs"] = size.stage2_epochs
+    config["training"]["stage2"]["min_steps"] = size.stage2_min_steps
     config["seeds"] = list(size.seeds)
+    if size.label_budget:
+        config["label_budget"] = size.label_budget
     return config
 
 

@@ -104,3 +104,19 @@ def compare(truth: Sequence[str], a: Sequence[Sequence[str]], b: Sequence[Sequen
         p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
         tests.append({"only_first_right": only_a, "only_second_right": only_b, "p_value": float(p)})
     return {"delta": delta, "mcnemar": tests, "resamples": resamples, "seeds": len(a)}
+
+
+def collapsed(results: dict) -> list[str]:
+    """A warning for every method (and seed) that answered one label for every test video: it learnt nothing
+    from the videos, whatever its accuracy."""
+    out = []
+    for name, m in results["methods"].items():
+        counts = m.get("predicted_counts", [])
+        seeds = results["seeds"] if name != "zero_shot" and len(counts) == len(results["seeds"]) else [None] * len(counts)
+        for seed, count in zip(seeds, counts):
+            answered = [x for x, n in count.items() if n]
+            if len(answered) == 1:
+                out.append(f"{name}{'' if seed is None else f' (seed {seed})'} answers <{answered[0]}> for every "
+                           "test video: it has learnt nothing from the videos (README: \"Label training for small, "
+                           "imbalanced sets\")")
+    return out

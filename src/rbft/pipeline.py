@@ -30,7 +30,8 @@ from rbft.data.manifest import VideoRecord, limit_train, load_manifest
 from rbft.errors import ConfigError
 from rbft.stages import process_state
 
-STAGES = ("check", "rationales", "stage1", "stage2", "direct_sft", "eval", "attention", "ablations", "report")
+STAGES = ("check", "rationales", "stage1", "stage2", "direct_sft", "eval", "attention", "ablations", "label_budget",
+          "report")
 ERRORS = "errors.jsonl"
 
 
@@ -46,6 +47,11 @@ def stage_key(config: ExperimentConfig, stage: str, seed: int | None = None) -> 
         return check
     base = (check, config.task.model_dump(), config.model.model_dump(), config.data.train_limit)
     training = config.training.model_dump(mode="json", exclude={"report_to"})
+    if training["balance"] == "none":  # (runs from before these options keep their keys)
+        del training["balance"]
+    for stage_budget in ("stage1", "stage2"):
+        if not training[stage_budget]["min_steps"]:
+            del training[stage_budget]["min_steps"]
     if stage == "rationales":
         r = config.rationales.model_dump(mode="json", exclude={"concurrency", "timeout_s", "retries", "batch_size"})
         if r["file"] is None:
@@ -163,13 +169,15 @@ def run(config: ExperimentConfig, out: Path, only: str | None = None, fresh: boo
             _train(run_, "direct_sft", seed, fresh,
                    lambda work, dest: direct_sft(config, splits["train"], splits["val"], frames, work, dest, seed))
     if wants("eval"):
-        facts["results"] = _evaluate(run_, splits["test"], frames, fresh, zero_shot=parent is None)
+        facts["results"] = _evaluate(run_, splits["train"], splits["test"], frames, fresh, zero_shot=parent is None)
     if parent is not None:
         return facts
     if wants("attention"):
         facts["attention"] = _attention(run_, splits["test"], frames, fresh)
     if wants("ablations") and config.ablations:
-        facts["ablations"] = _ablations(run_, only, fresh, progress)
+        facts["ablations"] = _subruns(run_, "ablations", list(config.ablations), fresh, progress)
+    if wants("label_budget") and config.label_budget.videos:
+        facts["label_budget"] = _subruns(run_, "label_budget", list(config.budget_points()), fresh, progress)
     if wants("report") and state.is_main_process:
         _report(run_, frames, fresh)
     if facts.get("results") and (out / "results.json").exists():
@@ -195,22 +203,28 @@ def _report(run_: Run, frames, fresh: bool) -> None:
     run_.log(f"report: {html}")
 
 
-def _ablations(run_: Run, only: str | None, fresh: bool, progress) -> dict:
-    """Each ablation as its own run under `ablations/<name>/`; its figures and comparison into results.json."""
+def _subruns(run_: Run, kind: str, names: list[str], fresh: bool, progress) -> dict:
+    """Each ablation (or label-budget point) as its own run under `<kind>/<name>/`; its figures and comparison
+    into results.json under `kind` (the label budget as its curve, `rbft.stages.evaluate.budget_curve`)."""
+    from rbft.stages.evaluate import budget_curve
+
     config, state = run_.config, process_state()
     if not (run_.out / "results.json").exists():
-        raise ConfigError("ablations: run the main experiment first (`rbft run CONFIG`)")
+        raise ConfigError(f"{kind}: run the main experiment first (`rbft run CONFIG`)")
+    changes = {**config.ablations, **config.budget_points()}
     facts = {}
-    for name, changes in config.ablations.items():
-        run_.log(f"ablation {name}: {json.dumps(changes)}")
-        sub = run(config.ablation(name), run_.out / "ablations" / name, None, fresh, run_.log, progress, parent=run_)
+    for name in names:
+        run_.log(f"{kind} {name}: {json.dumps(changes[name])}")
+        sub = run(config.ablation(name), run_.out / kind / name, None, fresh, run_.log, progress, parent=run_)
         results = sub["results"]
-        facts[name] = {"changes": changes, "methods": results["methods"],
-                       "comparisons": results["comparisons"]}
+        facts[name] = {"changes": changes[name], "train_videos": results["train_videos"],
+                       "methods": results["methods"], "comparisons": results["comparisons"]}
+    path = run_.out / "results.json"
+    results = json.loads(path.read_text())
+    if kind == "label_budget":
+        facts = budget_curve(results, list(facts.values()))
     if state.is_main_process:
-        path = run_.out / "results.json"
-        results = json.loads(path.read_text())
-        results["ablations"] = facts
+        results[kind] = facts
         path.write_text(json.dumps(results, indent=2) + "\n")
     state.wait_for_everyone()
     return facts
@@ -251,7 +265,8 @@ def _attention(run_: Run, test: list[VideoRecord], frames, fresh: bool) -> dict:
     return facts or {}
 
 
-def _evaluate(run_: Run, test: list[VideoRecord], frames, fresh: bool, zero_shot: bool = True) -> dict:
+def _evaluate(run_: Run, train: list[VideoRecord], test: list[VideoRecord], frames, fresh: bool,
+              zero_shot: bool = True) -> dict:
     """Score zero-shot, direct SFT and RB-FT (every seed) on the test split; write results.json."""
     from rbft.stages.evaluate import predict, results
 
@@ -282,7 +297,7 @@ def _evaluate(run_: Run, test: list[VideoRecord], frames, fresh: bool, zero_shot
             predict(config, model, test, frames, path)
             run_.finish(f"eval-{name}", key, time.perf_counter() - started)
         state.wait_for_everyone()
-    summary = results(config, run_.out, methods)
+    summary = {**results(config, run_.out, methods), "train_videos": len(train)}
     summary["timings"] = {p.stem: json.loads(p.read_text()).get("seconds") for p in sorted((run_.out / "done").glob("*.json"))}
     if state.is_main_process:
         (run_.out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")

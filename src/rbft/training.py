@@ -8,6 +8,8 @@ newest checkpoint in its output folder, so a killed run loses only the steps sin
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, WeightedRandomSampler
 from transformers import PreTrainedModel, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -47,6 +49,8 @@ class TrainSettings:
     target_modules: list[str] | None = None
     train_vision: bool = False
     seed: int = 0
+    balance: str = "none"  # "sample": each reply (label) drawn equally often, see `balanced_weights`
+    min_steps: int = 0  # at least this many optimizer steps, however few the examples
     gradient_checkpointing: bool = False
     logging_steps: int = 10
     save_steps: int | None = None  # None: a checkpoint at the end of every epoch
@@ -54,8 +58,9 @@ class TrainSettings:
     extra: dict = field(default_factory=dict)  # passed on to TrainingArguments
 
     @classmethod
-    def of(cls, training: TrainingConfig, stage: StageConfig, seed: int) -> "TrainSettings":
-        return cls(epochs=stage.epochs, learning_rate=stage.learning_rate, method=training.method,
+    def of(cls, training: TrainingConfig, stage: StageConfig, seed: int, balance: str = "none") -> "TrainSettings":
+        return cls(epochs=stage.epochs, learning_rate=stage.learning_rate, min_steps=stage.min_steps,
+                   balance=balance, method=training.method,
                    batch_size=training.batch_size, gradient_accumulation=training.gradient_accumulation,
                    warmup_ratio=training.warmup_ratio, weight_decay=training.weight_decay,
                    lr_scheduler=training.lr_scheduler, lora_r=training.lora_r, lora_alpha=training.lora_alpha,
@@ -89,9 +94,41 @@ class ExampleDataset(Dataset):
         return self.examples[i]
 
 
+def balanced_weights(examples: Sequence[Example]) -> torch.Tensor:
+    """Each example's chance of being drawn so that every distinct reply (a label) is drawn equally often."""
+    counts = Counter(e.target for e in examples)
+    return torch.tensor([1.0 / counts[e.target] for e in examples], dtype=torch.double)
+
+
+class BalancedSampler(WeightedRandomSampler):
+    """An epoch is as many draws, with replacement, as there are examples, each drawn with its weight.
+
+    The draws depend on the seed and the epoch only (the Trainer calls `set_epoch`), so a run
+    resumed from a checkpoint draws what the uninterrupted run would have, and every process
+    draws the same (accelerate gives each its shard of the batches).
+    """
+
+    def __init__(self, weights: torch.Tensor, seed: int):
+        super().__init__(weights, len(weights), replacement=True)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        self.generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return super().__iter__()
+
+
 class _BestByMetric(TrainerCallback):
     """At each epoch's end, score the model with `select` (higher is better) and keep the best epoch's
-    trainable weights in `best.safetensors` (with `best.json`), so a resumed run still knows them."""
+    trainable weights in `best.safetensors` (with `best.json`), so a resumed run still knows them.
+
+    A tiny set trained for many epochs (`min_steps`) is scored at most `CHECKS` times, evenly, and
+    after its last epoch: scoring is then the larger part of the cost.
+    """
+
+    CHECKS = 6
 
     def __init__(self, select, out: Path):
         self.select, self.out = select, out
@@ -101,6 +138,9 @@ class _BestByMetric(TrainerCallback):
         return json.loads(path.read_text()) if path.exists() else None
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        every = math.ceil(math.ceil(state.num_train_epochs) / self.CHECKS)
+        if round(state.epoch) % every and state.global_step < state.max_steps:
+            return
         score = float(self.select(model))
         model.train()
         if state.is_world_process_zero:
@@ -124,13 +164,25 @@ class _BestByMetric(TrainerCallback):
 
 
 class _Trainer(Trainer):
-    """HF Trainer, resuming full-model checkpoints through `from_pretrained`.
+    """HF Trainer, resuming full-model checkpoints through `from_pretrained`, and drawing examples
+    class-balanced when asked (`balance="sample"`).
 
     Checkpoints are written with the architecture's on-disk key names (transformers 5
     renames some modules in memory, e.g. `model.language_model.*`); Trainer's own resume
     loads them with `load_state_dict(strict=False)`, which then silently loads nothing.
     `from_pretrained` knows the renaming, so the weights go through it.
     """
+
+    def __init__(self, *args, balance: str = "none", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.balance = balance
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.balance != "sample":
+            return super()._get_train_sampler(train_dataset)
+        examples = (train_dataset or self.train_dataset).examples
+        return BalancedSampler(balanced_weights(examples), self.args.data_seed if self.args.data_seed is not None
+                               else self.args.seed)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         model = model or self.model
@@ -210,8 +262,12 @@ def train(model: PreTrainedModel, collator, examples: Sequence[Example], out: st
         bf16=gpu and torch.cuda.is_bf16_supported(), fp16=gpu and not torch.cuda.is_bf16_supported(),
         activation_checkpointing=settings.gradient_checkpointing, report_to=settings.report_to or "none",
         dataloader_num_workers=0, disable_tqdm=True, **settings.extra)
+    per_epoch = math.ceil(math.ceil(len(examples) / (args.train_batch_size * args.world_size))
+                          / args.gradient_accumulation_steps)
+    if settings.min_steps > settings.epochs * per_epoch:  # a tiny set: more epochs, up to the minimum
+        args.max_steps = settings.min_steps
     best = _BestByMetric(select, out) if select else None
-    trainer = _Trainer(model=model, args=args, train_dataset=ExampleDataset(examples),
+    trainer = _Trainer(model=model, args=args, train_dataset=ExampleDataset(examples), balance=settings.balance,
                       eval_dataset=ExampleDataset(eval_examples) if eval_examples else None,
                       data_collator=collator,
                       callbacks=[_LossLog(out / "train_log.jsonl"), *([best] if best else []), *callbacks])

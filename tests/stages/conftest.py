@@ -42,6 +42,7 @@ def write_config(folder: Path, world_dir: Path, training: dict | None = None, ex
                            "stage1": {"epochs": 1, "learning_rate": 2e-4},
                            "stage2": {"epochs": 2, "learning_rate": 2e-4}, **(training or {})},
               **(extra or {})}
+    config["training"]["stage2"] = {"min_steps": 0, **config["training"]["stage2"]}  # steps as the epochs say
     path = folder / f"config{len(list(folder.glob('config*.yaml')))}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -54,17 +55,19 @@ def make_config(world_dir, tmp_path):
                                                                        **rationales)
 
 
-ABLATIONS = {"self-rationales": {"rationales": {"source": "self"}}, "fewer-videos": {"data": {"train_limit": 12}}}
+ABLATIONS = {"self-rationales": {"rationales": {"source": "self"}}}
+BUDGET = {"videos": [12]}  # a label-budget point: 12 of the 24 labelled videos
 
 
 @pytest.fixture(scope="session")
 def finished_run(world_dir, tmp_path_factory) -> tuple[Path, Path]:
-    """(config, run folder) of one whole `rbft run` on the small world: scene rationales, two ablations."""
+    """(config, run folder) of one whole `rbft run` on the small world: scene rationales, an ablation and a
+    label-budget point."""
     from rbft.pipeline import run
     from rbft.config import load_config
 
     folder = tmp_path_factory.mktemp("finished")
-    config = write_config(folder, world_dir, source="scene", extra={"ablations": ABLATIONS})
+    config = write_config(folder, world_dir, source="scene", extra={"ablations": ABLATIONS, "label_budget": BUDGET})
     run(load_config(config), folder / "run", log=lambda m: None)
     return config, folder / "run"
 

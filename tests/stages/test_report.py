@@ -20,12 +20,13 @@ def test_report_md_has_the_tables_and_its_figures(finished_run):
     _, out = finished_run
     text = (out / "report.md").read_text()
     results = json.loads((out / "results.json").read_text())
-    for name in ("zero-shot", "direct SFT", "RB-FT", "RB-FT [fewer-videos]", "direct SFT [self-rationales]"):
+    for name in ("zero-shot", "direct SFT", "RB-FT", "RB-FT [self-rationales]", "direct SFT [self-rationales]"):
         assert f"| {name} |" in text
+    assert "## Label budget" in text and "| 12 | 1 |" in text and "| 24 | 1 |" in text
     rbft = results["methods"]["rbft"]
     assert f"{rbft['macro_f1']:.3f} ± 0.000 [{rbft['ci95']['macro_f1'][0]:.2f}" in text
     assert "RB-FT minus direct SFT" in text and "McNemar" in text
-    for link in ("per_class.png", "confusion.png", "curves.png"):
+    for link in ("per_class.png", "confusion.png", "curves.png", "label_budget.png"):
         assert f"]({FILES}/{link})" in text and (out / FILES / link).stat().st_size > 1000
     assert "broken" in text and "truncated" in text  # the dropped video, with its kind
 

@@ -89,11 +89,12 @@ def test_stages_chain_and_write_loadable_models(finished_run):
 def test_ablations_run_whole_and_borrow_what_is_the_same(finished_run):
     config_path, out = finished_run
     results = json.loads((out / "results.json").read_text())
-    assert set(results["ablations"]) == {"self-rationales", "fewer-videos"}
-    for name, ablation in results["ablations"].items():
-        assert set(ablation["methods"]) == {"direct_sft", "rbft"}  # zero-shot is the main run's
-        assert "macro_f1" in ablation["comparisons"]["rbft_minus_direct_sft"]["delta"]
-        assert not (out / "ablations" / name / "predictions" / "zero_shot.jsonl").exists()
+    assert set(results["ablations"]) == {"self-rationales"}
+    for folder in (out / "ablations" / "self-rationales", out / "label_budget" / "labels-12"):
+        assert not (folder / "predictions" / "zero_shot.jsonl").exists()  # zero-shot is the main run's
+    ablation = results["ablations"]["self-rationales"]
+    assert set(ablation["methods"]) == {"direct_sft", "rbft"}
+    assert "macro_f1" in ablation["comparisons"]["rbft_minus_direct_sft"]["delta"]
     # other rationales: Stage I and II trained again, direct SFT and its predictions borrowed (hard links)
     self_run = out / "ablations" / "self-rationales"
     assert lines(self_run / "rationales.jsonl")[0]["source"] == "self"
@@ -101,11 +102,30 @@ def test_ablations_run_whole_and_borrow_what_is_the_same(finished_run):
     assert json.loads((self_run / "done" / "direct_sft-seed0.json").read_text())["borrowed_from"] == str(out)
     borrowed = self_run / "models" / "direct_sft" / "seed0" / "model.safetensors"
     assert borrowed.stat().st_ino == (out / "models" / "direct_sft" / "seed0" / "model.safetensors").stat().st_ino
-    # fewer labelled videos: 12 of the 24 (each label's share), so every stage trains again, on 12
-    few = out / "ablations" / "fewer-videos"
+
+
+def test_the_label_budget_trains_again_on_fewer_videos_and_draws_its_curve(finished_run):
+    _, out = finished_run
+    results = json.loads((out / "results.json").read_text())
+    # 12 of the 24 labelled videos (each label's share), so every stage trains again, on 12
+    few = out / "label_budget" / "labels-12"
     assert max(r["step"] for r in lines(few / "train" / "direct_sft" / "seed0" / "train_log.jsonl")) == 2 * 3
     assert len(lines(few / "rationales.jsonl")) == 12
     assert json.loads((few / "done" / "rationales.json").read_text()).get("borrowed_from") is None
+    curve = results["label_budget"]
+    assert [p["videos"] for p in curve["points"]] == [12, 24]  # the main run is the last point
+    few_figures = json.loads((few / "results.json").read_text())["methods"]
+    for point, methods in zip(curve["points"], (few_figures, results["methods"])):
+        for name in ("direct_sft", "rbft"):
+            assert point["methods"][name]["macro_f1"] == methods[name]["macro_f1"]
+            assert point["methods"][name]["ci95"] == methods[name]["ci95"]["macro_f1"]
+    assert curve["points"][1]["rbft_minus_direct_sft"] == results["comparisons"]["rbft_minus_direct_sft"]["delta"]["macro_f1"]
+    assert curve["zero_shot_macro_f1"] == results["methods"]["zero_shot"]["macro_f1"]
+    predicted = [json.loads(x)["predicted"] for x in (out / "predictions" / "rbft-seed0.jsonl").read_text().splitlines()]
+    assert results["methods"]["rbft"]["predicted_counts"] == [{x: predicted.count(x) for x in results["labels"]}]
+    support = [c["support"] for c in results["methods"]["zero_shot"]["per_class"].values()]
+    p = max(support) / sum(support)
+    assert curve["majority_macro_f1"] == pytest.approx(2 * p / (1 + p) / len(support))
 
 
 def test_free_generation_eval_reports_its_parse_failures(finished_run, tmp_path):

@@ -90,7 +90,9 @@ def results(config: ExperimentConfig, run: Path, methods: dict[str, list[Path]])
         per_seed = [_figures(rows, labels) for rows in runs]
         head = dict(per_seed[0]) if len(per_seed) == 1 else {"n": per_seed[0]["n"], **_mean_figures(per_seed)}
         ci95 = interval([r["label"] for r in runs[0]], [_predicted(rows) for rows in runs], labels)
-        out["methods"][name] = {**head, "ci95": ci95, "over_seeds": over_seeds(per_seed), "per_seed": per_seed}
+        counts = [{x: _predicted(rows).count(x) for x in labels} for rows in runs]  # a collapse shows here
+        out["methods"][name] = {**head, "ci95": ci95, "over_seeds": over_seeds(per_seed), "per_seed": per_seed,
+                                "predicted_counts": counts}
     if "rbft" in predictions and "direct_sft" in predictions:
         truth = [r["label"] for r in predictions["rbft"][0]]
         out["comparisons"]["rbft_minus_direct_sft"] = compare(
@@ -157,3 +159,22 @@ def classify(model_dir: str | Path, videos: Sequence[Path], batch_size: int = 8)
                 row = by_video[r["video"]]
                 r.update(predicted=labels[int(row.argmax())], scores={x: float(s) for x, s in zip(labels, row)})
     return out
+
+
+def budget_curve(main: dict, points: Sequence[dict]) -> dict:
+    """The label-budget curve: per number of labelled training videos, each fine-tuned method's macro-F1
+    (mean and std over seeds, 95% interval over test videos) and RB-FT minus direct SFT with its interval;
+    the main run (the whole train split) is the last point. Zero-shot and a model that answers the
+    majority label for every video are the references (neither depends on the budget)."""
+    rows = []
+    for point in [*points, {"train_videos": main["train_videos"], **main}]:
+        methods = {name: {"macro_f1": m["over_seeds"]["macro_f1"]["mean"], "std": m["over_seeds"]["macro_f1"]["std"],
+                          "ci95": m["ci95"]["macro_f1"], "seeds": len(m["per_seed"])}
+                   for name, m in point["methods"].items() if name in ("direct_sft", "rbft")}
+        delta = point["comparisons"].get("rbft_minus_direct_sft", {}).get("delta", {}).get("macro_f1")
+        rows.append({"videos": point["train_videos"], "methods": methods, "rbft_minus_direct_sft": delta})
+    support = [c["support"] for c in next(iter(main["methods"].values()))["per_class"].values()]
+    share = max(support) / sum(support)
+    zero_shot = main["methods"].get("zero_shot", {}).get("macro_f1")
+    return {"points": sorted(rows, key=lambda r: r["videos"]), "zero_shot_macro_f1": zero_shot,
+            "majority_macro_f1": 2 * share / (1 + share) / len(support)}

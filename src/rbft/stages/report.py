@@ -23,6 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from rbft.metrics import collapsed  # noqa: E402
+
 NAMES = {"zero_shot": "zero-shot", "direct_sft": "direct SFT", "rbft": "RB-FT"}
 FILES = "report_files"
 GALLERY = 6  # rationales shown beside their frames, and as many rejected ones
@@ -84,6 +86,42 @@ def _confusions(results: dict) -> bytes:
         ax.set_xlabel("predicted")
         ax.set_title(NAMES.get(name, name) + (" (seeds summed)" if len(m["per_seed"]) > 1 else ""), fontsize=9)
     axes[0][0].set_ylabel("truth")
+    return _png(fig)
+
+
+def budget_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    """The label-budget table: per number of labelled videos, each method's macro-F1 and RB-FT's difference."""
+    head = ["labelled videos", "seeds", "direct SFT macro-F1 [95% CI]", "RB-FT macro-F1 [95% CI]",
+            "RB-FT minus direct SFT [95% CI]"]
+    rows = []
+    for point in results.get("label_budget", {}).get("points", []):
+        m = point["methods"]
+        figure = lambda x: f"{x['macro_f1']:.3f} [{x['ci95'][0]:.2f}, {x['ci95'][1]:.2f}]"  # noqa: E731
+        d = point["rbft_minus_direct_sft"]
+        rows.append([str(point["videos"]), str(m["rbft"]["seeds"]), figure(m["direct_sft"]), figure(m["rbft"]),
+                     delta_text(d) if d else ""])
+    return head, rows
+
+
+def _budget_chart(results: dict) -> bytes:
+    """Macro-F1 against the number of labelled videos, both fine-tuned methods with their 95% intervals."""
+    curve = results["label_budget"]
+    videos = [p["videos"] for p in curve["points"]]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for k, (name, colour) in enumerate((("direct_sft", "tab:blue"), ("rbft", "tab:orange"))):
+        mean = np.array([p["methods"][name]["macro_f1"] for p in curve["points"]])
+        low, high = (np.array([p["methods"][name]["ci95"][i] for p in curve["points"]]) for i in (0, 1))
+        x = np.array(videos) * (1 + 0.03 * (2 * k - 1))  # apart, so the intervals do not hide each other
+        ax.errorbar(x, mean, yerr=[mean - low, high - mean], marker="o", capsize=3, color=colour, label=NAMES[name])
+    if curve.get("zero_shot_macro_f1") is not None:
+        ax.axhline(curve["zero_shot_macro_f1"], color="grey", linestyle=":", label="zero-shot")
+    ax.axhline(curve["majority_macro_f1"], color="black", linestyle="--", linewidth=0.8, label="majority label always")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(videos, [str(v) for v in videos])
+    ax.set_xlabel("labelled training videos")
+    ax.set_ylabel("test macro-F1")
+    ax.set_title("Label budget (mean over seeds, 95% CI over test videos)")
+    ax.legend(fontsize=8)
     return _png(fig)
 
 
@@ -174,6 +212,8 @@ def write_report(run: Path, frames: Callable | None = None) -> tuple[Path, Path]
     curves = _curves(run)
     if curves:
         figures["curves"] = curves
+    if results.get("label_budget", {}).get("points"):
+        figures["label_budget"] = _budget_chart(results)
     attention = results.get("attention", {})
     for video in attention.get("videos", []):
         path = run / "attention" / f"{video}.png"
@@ -230,10 +270,16 @@ def _html(results, labels, figures, gallery, config, errors, summary, timings) -
              f"<h1>RB-FT report</h1><p>Test set: {results['methods']['zero_shot']['n'] if 'zero_shot' in results['methods'] else ''} "
              f"videos; seeds {e(', '.join(map(str, results['seeds'])))}; labels {e(', '.join(labels))}.</p>",
              "<h2>Methods</h2>", _table(head, rows)]
+    warnings = collapsed(results)
+    if warnings:
+        parts.append("<ul class=rejected>" + "".join(f"<li>{e(x)}</li>" for x in warnings) + "</ul>")
     comparison = _comparison_lines(results)
     if comparison:
         parts.append("<h3>RB-FT minus direct SFT (paired, same test videos)</h3><ul>"
                      + "".join(f"<li>{e(x)}</li>" for x in comparison) + "</ul>")
+    if "label_budget" in figures:
+        parts += ["<h2>Label budget</h2>", _img(figures["label_budget"], "label-budget curve"),
+                  _table(*budget_rows(results))]
     parts += ["<h2>Per-class F1</h2>", _img(figures["per_class"], "per-class F1"),
               "<h2>Confusion matrices</h2>", _img(figures["confusion"], "confusion matrices")]
     if "curves" in figures:
@@ -273,10 +319,13 @@ def _markdown(results, labels, figures, gallery, errors, summary, timings) -> st
         return "\n".join([cells(head), "|" + "---|" * len(head), *map(cells, rows)])
 
     parts = ["# RB-FT report", "", f"Seeds {', '.join(map(str, results['seeds']))}; labels {', '.join(labels)}.",
-             "", "## Methods", "", table(head, rows), ""]
+             "", "## Methods", "", table(head, rows), "", *(f"- **warning**: {x}" for x in collapsed(results)), ""]
     comparison = _comparison_lines(results)
     if comparison:
         parts += ["### RB-FT minus direct SFT", "", *(f"- {x}" for x in comparison), ""]
+    if "label_budget" in figures:
+        parts += ["## Label budget", "", f"![label-budget curve]({FILES}/label_budget.png)", "",
+                  table(*budget_rows(results)), ""]
     parts += ["## Figures", "", f"![per-class F1]({FILES}/per_class.png)", "",
               f"![confusion matrices]({FILES}/confusion.png)", ""]
     if "curves" in figures:

@@ -62,7 +62,7 @@ def label_finetune(config: ExperimentConfig, start: str | Path, train_videos: Se
     model = load_model(start, m.dtype, m.attn_implementation, m.trust_remote_code)
     collator = VideoChatCollator(processor, frames)
     select = val_macro_f1(config, collator, val_videos) if val_videos and config.training.select_best else None
-    settings = TrainSettings.of(config.training, config.training.stage2, seed)
+    settings = TrainSettings.of(config.training, config.training.stage2, seed, config.training.balance)
     trained = train(model, collator, label_examples(config.task, train_videos), work, settings, select=select)
     state = process_state()
     if state.is_main_process:  # one writer; the others wait for the folder
