@@ -10,6 +10,8 @@ Ablations (`ablations:` in the config) run as whole experiments in `ablations/<n
 each borrowing from the main run every stage whose hash is the same there (hard links, so
 nothing is trained or scored twice): the rationale-source ablation retrains Stage I and II
 but not direct SFT; the LoRA one retrains everything. Their figures join `results.json`.
+The label budget's points (`label_budget:`) run the same way in `label_budget/labels-<n>/`,
+and `results.json` gets their curve.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from rbft.config import ExperimentConfig
+from rbft.config import BUDGET_PREFIX, ExperimentConfig
 from rbft.data.cache import FrameCache
 from rbft.data.manifest import VideoRecord, limit_train, load_manifest
 from rbft.errors import ConfigError
@@ -176,8 +178,12 @@ def run(config: ExperimentConfig, out: Path, only: str | None = None, fresh: boo
         facts["attention"] = _attention(run_, splits["test"], frames, fresh)
     if wants("ablations") and config.ablations:
         facts["ablations"] = _subruns(run_, "ablations", list(config.ablations), fresh, progress)
-    if wants("label_budget") and config.label_budget.videos:
-        facts["label_budget"] = _subruns(run_, "label_budget", list(config.budget_points()), fresh, progress)
+    points = [f"{BUDGET_PREFIX}{n}" for n in config.label_budget.videos if n < len(splits["train"])]
+    if len(points) < len(config.label_budget.videos):
+        run_.log(f"label_budget: only {len(splits['train'])} usable training videos, so the points at as many or "
+                 "more are the main run itself")
+    if wants("label_budget") and points:
+        facts["label_budget"] = _subruns(run_, "label_budget", points, fresh, progress)
     if wants("report") and state.is_main_process:
         _report(run_, frames, fresh)
     if facts.get("results") and (out / "results.json").exists():

@@ -167,7 +167,7 @@ def budget_curve(main: dict, points: Sequence[dict]) -> dict:
     the main run (the whole train split) is the last point. Zero-shot and a model that answers the
     majority label for every video are the references (neither depends on the budget)."""
     rows = []
-    for point in [*points, {"train_videos": main["train_videos"], **main}]:
+    for point in [*points, main]:
         methods = {name: {"macro_f1": m["over_seeds"]["macro_f1"]["mean"], "std": m["over_seeds"]["macro_f1"]["std"],
                           "ci95": m["ci95"]["macro_f1"], "seeds": len(m["per_seed"])}
                    for name, m in point["methods"].items() if name in ("direct_sft", "rbft")}
