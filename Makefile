@@ -31,6 +31,7 @@ test-slow: venv
 bench: venv
 	$(PY) benchmarks/decode.py
 	$(PY) benchmarks/base_model.py
+	$(PY) benchmarks/label_training.py
 	$(PY) benchmarks/generation.py
 	$(PY) benchmarks/train.py
 	$(PY) benchmarks/eval.py
