@@ -204,9 +204,13 @@ class ExperimentConfig(_Strict):
         seeds = {"seeds": self.label_budget.seeds} if self.label_budget.seeds else {}
         return {f"{BUDGET_PREFIX}{n}": {"data": {"train_limit": n}, **seeds} for n in self.label_budget.videos}
 
+    def variants(self) -> dict[str, dict]:
+        """Every ablation and label-budget point: name -> the settings that differ from this config."""
+        return {**self.ablations, **self.budget_points()}
+
     def ablation(self, name: str) -> "ExperimentConfig":
         """This config with ablation (or label-budget point) `name`'s settings merged in, and none of its own."""
-        raw = _merge(self.model_dump(mode="json"), {**self.ablations, **self.budget_points()}[name])
+        raw = _merge(self.model_dump(mode="json"), self.variants()[name])
         raw["ablations"], raw["label_budget"] = {}, {}
         raw["name"] = f"{self.name}[{name}]"
         try:
@@ -251,7 +255,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
     if config.rationales.file is not None and not config.rationales.file.is_absolute():
         rationales = config.rationales.model_copy(update={"file": (path.parent / config.rationales.file).resolve()})
         config = config.model_copy(update={"rationales": rationales})
-    for name in [*config.ablations, *config.budget_points()]:  # every one must be valid before any work
+    for name in config.variants():  # every one must be valid before any work
         try:
             config.ablation(name)
         except ConfigError as e:

@@ -178,12 +178,13 @@ def run(config: ExperimentConfig, out: Path, only: str | None = None, fresh: boo
         facts["attention"] = _attention(run_, splits["test"], frames, fresh)
     if wants("ablations") and config.ablations:
         facts["ablations"] = _subruns(run_, "ablations", list(config.ablations), fresh, progress)
-    points = [f"{BUDGET_PREFIX}{n}" for n in config.label_budget.videos if n < len(splits["train"])]
-    if len(points) < len(config.label_budget.videos):
-        run_.log(f"label_budget: only {len(splits['train'])} usable training videos, so the points at as many or "
-                 "more are the main run itself")
-    if wants("label_budget") and points:
-        facts["label_budget"] = _subruns(run_, "label_budget", points, fresh, progress)
+    if wants("label_budget") and config.label_budget.videos:
+        points = [f"{BUDGET_PREFIX}{n}" for n in config.label_budget.videos if n < len(splits["train"])]
+        if len(points) < len(config.label_budget.videos):
+            run_.log(f"label_budget: only {len(splits['train'])} usable training videos, so the points at as many "
+                     "or more are the main run itself")
+        if points:
+            facts["label_budget"] = _subruns(run_, "label_budget", points, fresh, progress)
     if wants("report") and state.is_main_process:
         _report(run_, frames, fresh)
     if facts.get("results") and (out / "results.json").exists():
@@ -217,7 +218,7 @@ def _subruns(run_: Run, kind: str, names: list[str], fresh: bool, progress) -> d
     config, state = run_.config, process_state()
     if not (run_.out / "results.json").exists():
         raise ConfigError(f"{kind}: run the main experiment first (`rbft run CONFIG`)")
-    changes = {**config.ablations, **config.budget_points()}
+    changes = config.variants()
     facts = {}
     for name in names:
         run_.log(f"{kind} {name}: {json.dumps(changes[name])}")

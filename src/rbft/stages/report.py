@@ -93,10 +93,10 @@ def budget_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     """The label-budget table: per number of labelled videos, each method's macro-F1 and RB-FT's difference."""
     head = ["labelled videos", "seeds", "direct SFT macro-F1 [95% CI]", "RB-FT macro-F1 [95% CI]",
             "RB-FT minus direct SFT [95% CI]"]
+    figure = lambda x: f"{x['macro_f1']:.3f} [{x['ci95'][0]:.2f}, {x['ci95'][1]:.2f}]"  # noqa: E731
     rows = []
     for point in results.get("label_budget", {}).get("points", []):
         m = point["methods"]
-        figure = lambda x: f"{x['macro_f1']:.3f} [{x['ci95'][0]:.2f}, {x['ci95'][1]:.2f}]"  # noqa: E731
         d = point["rbft_minus_direct_sft"]
         rows.append([str(point["videos"]), str(m["rbft"]["seeds"]), figure(m["direct_sft"]), figure(m["rbft"]),
                      delta_text(d) if d else ""])
