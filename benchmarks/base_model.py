@@ -25,18 +25,19 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
+from rbft.basemodel.card import write_card
+from rbft.basemodel.recipe import SAMPLING
+from rbft.config import StageConfig, TrainingConfig
 from rbft.data.cache import FrameCache
-from rbft.data.collate import Example, VideoChatCollator
+from rbft.data.collate import Example
 from rbft.data.manifest import load_manifest
 from rbft.generation import generate
-from rbft.modeling import SHIPPED_MODEL, load_model, load_processor
-from rbft.prompts import label_target, rationale_prompt, system_prompt
-from rbft.stages.stage2 import label_examples
+from rbft.modeling import SHIPPED_MODEL, load_for_videos
+from rbft.prompts import label_examples, label_target, rationale_prompt, system_prompt
 from rbft.scoring import label_logprobs
-from rbft.training import TrainSettings, train
+from rbft.training import train
 from rbft.world.generate import Splits, generate_world, load_scenes
 from rbft.world.judge import judge
-from rbft.world.pretrain import SAMPLING, write_card
 from rbft.world.tasks import TASKS
 
 TASK = TASKS["home-security"]
@@ -68,9 +69,7 @@ def main() -> None:
         test_set = [r for r in records if r.split == "test"]
         scenes = load_scenes(world)
         cache = FrameCache(Path(tmp) / "cache")
-        processor = load_processor(args.model)
-        model = load_model(args.model, dtype="float32")
-        collator = VideoChatCollator(processor, lambda path: cache.load(path, SAMPLING).frames)
+        model, collator = load_for_videos(args.model, lambda path: cache.load(path, SAMPLING).frames, "float32")
         timings["setup"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -86,8 +85,9 @@ def main() -> None:
         timings["zero_shot"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        settings = TrainSettings(epochs=args.epochs, learning_rate=2e-4, method="full", batch_size=8, seed=0)
-        tuned = train(model, collator, label_examples(TASK, train_set), Path(tmp) / "finetune", settings)
+        settings = TrainingConfig(method="full", batch_size=8, gradient_accumulation=1, weight_decay=0.0, report_to=[])
+        tuned = train(model, collator, label_examples(TASK, train_set), Path(tmp) / "finetune", settings,
+                      StageConfig(epochs=args.epochs, learning_rate=2e-4), seed=0)
         timings["finetune"] = time.perf_counter() - t
         t = time.perf_counter()
         tuned_f1, tuned_acc = macro_f1(tuned, collator, test_set)

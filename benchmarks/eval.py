@@ -28,16 +28,14 @@ import numpy as np
 import torch
 
 from rbft.config import EvalConfig
-from rbft.data.collate import VideoChatCollator
 from rbft.data.manifest import load_manifest
 from rbft.data.video import read_video
 from rbft.generation import generate
-from rbft.modeling import SHIPPED_MODEL, load_model, load_processor
-from rbft.prompts import label_target, parse_label
+from rbft.modeling import SHIPPED_MODEL, load_for_videos
+from rbft.prompts import label_examples, label_target, parse_label
 from rbft.scoring import label_logprobs, label_logprobs_full
-from rbft.stages.stage2 import label_examples
+from rbft.basemodel.recipe import SAMPLING
 from rbft.world.generate import Splits, generate_world
-from rbft.world.pretrain import SAMPLING
 from rbft.world.tasks import TASKS
 
 
@@ -60,8 +58,7 @@ def main() -> None:
         generate_world(tmp, seed=21, splits=Splits(train=0, val=0, test=args.clips))
         videos = [r for r in load_manifest(Path(tmp) / "home-security.jsonl", labels) if r.split == "test"]
         frames = {v.video: read_video(v.video, SAMPLING) for v in videos}
-    processor, model = load_processor(args.model), load_model(args.model, dtype="float32")
-    collator = VideoChatCollator(processor, frames.__getitem__)
+    model, collator = load_for_videos(args.model, frames.__getitem__, "float32")
     examples, targets = label_examples(task, videos), [label_target(x) for x in labels]
     label_logprobs(model, collator, examples[:2], targets)  # warm-up
     n, bs = len(videos), args.batch_size

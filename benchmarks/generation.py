@@ -30,7 +30,7 @@ from rbft.modeling import load_model, load_processor
 from rbft.prompts import rationale_prompt, system_prompt
 from rbft.serve import make_server
 from rbft.world.generate import Splits, generate_world
-from rbft.world.pretrain import SAMPLING
+from rbft.basemodel.recipe import SAMPLING
 from rbft.world.tasks import TASKS
 
 

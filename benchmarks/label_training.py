@@ -36,12 +36,11 @@ from sklearn.preprocessing import StandardScaler
 
 from rbft.config import load_config
 from rbft.data.cache import FrameCache
-from rbft.data.collate import VideoChatCollator
 from rbft.data.manifest import load_manifest
 from rbft.demo import prepare
-from rbft.modeling import load_model, load_processor
+from rbft.modeling import load_for_videos
 from rbft.pipeline import run
-from rbft.stages.stage2 import label_examples
+from rbft.prompts import label_examples
 
 
 @torch.no_grad()
@@ -78,8 +77,7 @@ def main() -> None:
         split = {s: [r for r in records if r.split == s] for s in ("train", "test")}
         labels = list(config.task.labels)
         cache, sampling = FrameCache(Path(tmp) / "cache"), config.data.sampling()
-        model = load_model(config.model.name_or_path, "float32")
-        collator = VideoChatCollator(load_processor(config.model.name_or_path), lambda p: cache.load(p, sampling))
+        model, collator = load_for_videos(config.model.name_or_path, lambda p: cache.load(p, sampling), "float32")
         seconds["world"] = time.perf_counter() - t
 
         t = time.perf_counter()

@@ -30,9 +30,9 @@ def _setup(clips: int):
     from rbft.data.manifest import load_manifest
     from rbft.data.video import read_video
     from rbft.modeling import load_model, load_processor
-    from rbft.stages.stage2 import label_examples
+    from rbft.prompts import label_examples
     from rbft.world.generate import Splits, generate_world
-    from rbft.world.pretrain import SAMPLING
+    from rbft.basemodel.recipe import SAMPLING
     from rbft.world.tasks import TASKS
 
     tmp = tempfile.mkdtemp()
@@ -49,7 +49,8 @@ def _rbft(clips: int, steps: int, warmup: int, queue) -> None:
     import torch
     from transformers import TrainerCallback
 
-    from rbft.training import TrainSettings, train
+    from rbft.config import StageConfig, TrainingConfig
+    from rbft.training import train
 
     torch.manual_seed(0)
     model, collator, examples, tmp = _setup(clips)
@@ -59,10 +60,10 @@ def _rbft(clips: int, steps: int, warmup: int, queue) -> None:
         def on_step_end(self, args, state, control, **kwargs):
             stamps.append(time.perf_counter())
 
-    settings = TrainSettings(epochs=steps * BATCH / len(examples), learning_rate=1e-4, method="full",
-                             train_vision=True, batch_size=BATCH, warmup_ratio=0.0, logging_steps=10,
-                             save_steps=10 ** 6)
-    train(model, collator, examples, Path(tmp) / "out", settings, callbacks=[Clock()])
+    settings = TrainingConfig(method="full", train_vision=True, batch_size=BATCH, gradient_accumulation=1,
+                              warmup_ratio=0.0, weight_decay=0.0, logging_steps=10, save_steps=10 ** 6, report_to=[])
+    train(model, collator, examples, Path(tmp) / "out", settings,
+          StageConfig(epochs=steps * BATCH / len(examples), learning_rate=1e-4), callbacks=[Clock()])
     timed = stamps[warmup:]
     queue.put({"samples_per_s": (len(timed) - 1) * BATCH / (timed[-1] - timed[0]), "steps": len(stamps),
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})

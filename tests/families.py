@@ -36,7 +36,7 @@ from transformers import (
     SmolVLMVideoProcessor,
 )
 
-from rbft.world.basemodel import CHAT_TEMPLATE, corpus, train_tokenizer
+from rbft.basemodel.architecture import CHAT_TEMPLATE, corpus, train_tokenizer
 
 SMOLVLM_TEMPLATE = (
     "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"

@@ -7,7 +7,9 @@ import torch
 from rbft.data.collate import IGNORE, Example, VideoChatCollator
 from rbft.data.video import Clip, VideoInfo
 from rbft.scoring import label_logprobs, label_logprobs_full
-from rbft.training import TrainSettings, is_vision, train
+from rbft.config import StageConfig, TrainingConfig
+from rbft.modeling import is_vision
+from rbft.training import train
 
 from .families import FAMILIES, build
 
@@ -49,9 +51,10 @@ def test_frame_times_reach_the_prompt_of_families_that_print_them():
 def test_one_step_moves_every_trainable_parameter_and_no_frozen_one(family, method, tmp_path):
     processor, model = build(family)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    settings = TrainSettings(method=method, epochs=1, learning_rate=1e-2, batch_size=2, warmup_ratio=0.0,
-                             lora_r=4)
-    trained = train(model, VideoChatCollator(processor, lambda _: clip()), EXAMPLES, tmp_path, settings)
+    settings = TrainingConfig(method=method, batch_size=2, gradient_accumulation=1, warmup_ratio=0.0, weight_decay=0.0,
+                              lora_r=4, report_to=[])
+    trained = train(model, VideoChatCollator(processor, lambda _: clip()), EXAMPLES, tmp_path, settings,
+                    StageConfig(epochs=1, learning_rate=1e-2))
     strip = lambda n: n.replace("base_model.model.", "").replace(".base_layer", "")  # noqa: E731
     params = {strip(n): p for n, p in trained.named_parameters() if "lora_" not in n}
     trainable = {strip(n) for n, p in trained.named_parameters() if p.requires_grad}

@@ -6,11 +6,17 @@ from collections import Counter
 import pytest
 import torch
 
+from rbft.config import StageConfig, TrainingConfig
 from rbft.data.collate import Example, VideoChatCollator
 from rbft.errors import ConfigError
-from rbft.modeling import load_model, load_processor
-from rbft.training import TrainSettings, is_vision, prepare, train
+from rbft.modeling import is_vision, load_model, load_processor
+from rbft.training import prepare, train
 from rbft.world.generate import make_clip
+
+
+def settings(**training) -> TrainingConfig:
+    """Training settings with no gradient accumulation, weight decay or reporters, unless named."""
+    return TrainingConfig(**{"gradient_accumulation": 1, "weight_decay": 0.0, "report_to": [], **training})
 
 
 @pytest.fixture()
@@ -20,12 +26,12 @@ def model():
 
 def test_unknown_target_module_is_refused(model):
     with pytest.raises(ConfigError, match="target_modules.*not_a_layer"):
-        prepare(model, TrainSettings(method="lora", target_modules=["q_proj", "not_a_layer"]))
+        prepare(model, settings(method="lora", target_modules=["q_proj", "not_a_layer"]))
 
 
 def test_empty_training_split_is_refused(model, tmp_path):
     with pytest.raises(ConfigError, match="training split is empty"):
-        train(model, None, [], tmp_path, TrainSettings())
+        train(model, None, [], tmp_path, settings(), StageConfig())
 
 
 @pytest.mark.parametrize("method", ["full", "lora"])
@@ -34,8 +40,8 @@ def test_one_step_moves_trainable_and_only_trainable_parameters(model, tmp_path,
     collator = VideoChatCollator(load_processor("rbft-world-base"), lambda _: clip)
     examples = [Example("a", "v", "Describe the video.", "A cat is lingering.")] * 2
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    settings = TrainSettings(method=method, epochs=1, learning_rate=1e-2, batch_size=2, warmup_ratio=0.0)
-    trained = train(model, collator, examples, tmp_path, settings)
+    trained = train(model, collator, examples, tmp_path, settings(method=method, batch_size=2, warmup_ratio=0.0),
+                    StageConfig(epochs=1, learning_rate=1e-2))
     moved = {n.replace("base_model.model.", "").replace(".base_layer", ""): not torch.equal(before.get(
         n.replace("base_model.model.", "").replace(".base_layer", ""), p), p.detach())
         for n, p in trained.named_parameters() if "lora_" not in n}
@@ -71,9 +77,8 @@ def test_balanced_sampling_draws_the_rare_labels_as_often_as_the_common_one(mode
     collator = _Seen(load_processor("rbft-world-base"), lambda _: clip)
     examples = [Example(f"n{i}", "v", "Which?", "<normal>") for i in range(6)]
     examples += [Example("a", "v", "Which?", "<abnormal>"), Example("v", "v", "Which?", "<vague>")]
-    settings = TrainSettings(method="full", epochs=1, min_steps=12, batch_size=4, learning_rate=1e-4,
-                             warmup_ratio=0.0, logging_steps=1, balance=balance)
-    train(model, collator, examples, tmp_path, settings)
+    train(model, collator, examples, tmp_path, settings(method="full", batch_size=4, warmup_ratio=0.0, logging_steps=1),
+          StageConfig(epochs=1, min_steps=12, learning_rate=1e-4), balance=balance)
     steps = [json.loads(line)["step"] for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert max(steps) == 12  # one epoch is 2 steps; min_steps makes it 12
     counts = Counter(collator.targets)
@@ -89,8 +94,8 @@ def test_many_epochs_of_a_tiny_set_are_scored_a_few_times_and_after_the_last(mod
     collator = VideoChatCollator(load_processor("rbft-world-base"), lambda _: clip)
     examples = [Example("a", "v", "Which?", "<normal>"), Example("b", "v", "Which?", "<vague>")]
     scored = []
-    settings = TrainSettings(method="full", epochs=1, min_steps=14, batch_size=2, warmup_ratio=0.0, logging_steps=1)
-    train(model, collator, examples, tmp_path, settings, select=lambda m: scored.append(len(scored)) or -len(scored))
+    train(model, collator, examples, tmp_path, settings(method="full", batch_size=2, warmup_ratio=0.0, logging_steps=1),
+          StageConfig(epochs=1, min_steps=14), select=lambda m: scored.append(len(scored)) or -len(scored))
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "val_score" in r] == [3, 6, 9, 12, 14]  # every 3rd of 14 epochs, and the last
     assert json.loads((tmp_path / "best.json").read_text())["step"] == 3  # the first scored highest

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from rbft.data.collate import IGNORE, Example
+from rbft.modeling import video_grid, video_positions
 
 
 @torch.no_grad()
@@ -34,37 +35,12 @@ def label_attention(model, collator, example: Example, layers: Sequence[int] | N
     ids = batch["input_ids"][0]
     target = collator.processor.tokenizer(example.target, add_special_tokens=False)["input_ids"]
     reply = (labels != IGNORE).nonzero().flatten()[:len(target)]  # the label's own tokens, not the end of turn
-    video = _video_positions(model.config, ids)
+    video = video_positions(model.config, ids)
     weights = torch.stack([out.attentions[i][0].float() for i in layers]).mean(dim=(0, 1))  # (seq, seq)
     mass = weights[reply][:, video].mean(0)
-    grid = mass.reshape(_grid(batch, collator, example, len(video))).cpu().numpy()
+    shape = video_grid(batch, collator.processor, len(video), lambda: len(collator.videos([example])[0][0]))
+    grid = mass.reshape(shape).cpu().numpy()
     return grid / grid.sum()
-
-
-def _video_positions(config, ids: torch.Tensor) -> torch.Tensor:
-    """Where the video's tokens are: the video placeholder (Qwen-VL, LLaVA-OneVision), else the image one
-    (SmolVLM / Idefics3 give each frame as an image)."""
-    for name in ("video_token_id", "video_token_index", "image_token_id", "image_token_index"):
-        token = getattr(config, name, None)
-        found = (ids == token).nonzero().flatten() if token is not None else torch.empty(0)
-        if len(found):
-            return found
-    raise ValueError("attention maps: no video tokens found in the input (unknown placeholder token)")
-
-
-def _grid(batch: dict, collator, example: Example, n: int) -> tuple[int, int, int]:
-    """(T, H, W) of the video tokens: Qwen-VL's grid from `video_grid_thw` (after the spatial merge), else
-    one square grid per frame."""
-    if "video_grid_thw" in batch:
-        t, h, w = batch["video_grid_thw"][0].tolist()
-        merge = getattr(collator.processor.video_processor, "merge_size", 1) or 1
-        return t, h // merge, w // merge
-    frames = len(collator.videos([example])[0][0])
-    side = int(round((n / frames) ** 0.5)) if n % frames == 0 else 0
-    if side * side * frames != n:
-        raise ValueError(f"attention maps: {n} video tokens over {frames} frames do not form square per-frame "
-                         "grids; this family's layout is not supported for attention maps")
-    return frames, side, side
 
 
 def scaled(grid: np.ndarray) -> np.ndarray:

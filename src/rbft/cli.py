@@ -61,7 +61,7 @@ def data_check(
     from rbft.data.cache import FrameCache
     from rbft.data.check import summarize, write_errors
     from rbft.data.manifest import load_manifest, records_from_folder
-    from rbft.data.video import FrameSampling
+    from rbft.sampling import FrameSampling
 
     try:
         sampling, labels = FrameSampling(), None
@@ -207,7 +207,7 @@ def run_command(
                         progress=progress)
     except RbftError as e:
         raise _fail(e) from None
-    from rbft.stages import process_state
+    from rbft.runs import process_state
 
     if not process_state().is_main_process:  # under accelerate or torchrun the main process speaks for all
         return
@@ -223,45 +223,36 @@ def run_command(
 
 
 def _print_results(results: dict, folder: Path) -> None:
-    """The comparison: each method's (and ablation's) accuracy and macro-F1, mean ± std over seeds, per-class
-    F1, and RB-FT minus direct SFT with its 95% interval and paired test."""
+    """The comparison (`rbft.results`' tables): each method's (and ablation's) accuracy and macro-F1, mean ± std
+    over seeds with their 95% interval, then per-class F1 (one table split in two for a terminal's width), and
+    RB-FT minus direct SFT with its interval and paired test."""
     from rbft.metrics import collapsed
-    from rbft.stages.report import budget_rows, cell, delta_text, method_rows
+    from rbft.results import ablation_lines, budget_table, comparison_lines, focus_table, method_table
 
-    labels = results["labels"]
-    table = Table("method", "accuracy ± std [95% CI]", "macro-F1 ± std [95% CI]",
-                  title=f"test set, {len(results['seeds'])} seed(s) ({escape(str(folder / 'results.json'))})")
-    per_class = Table("method", *(f"F1 {escape(x)}" for x in labels), title="per class (mean over seeds)")
-    for name, m in method_rows(results):
-        failures = f" (unparsed {m['parse_failure_rate']:.0%})" if "parse_failure_rate" in m else ""
-        table.add_row(escape(name) + failures, cell(m, "accuracy"), cell(m, "macro_f1"))
-        per_class.add_row(escape(name), *(f"{m['over_seeds']['per_class_f1'][x]['mean']:.3f}" for x in labels))
-    out.print(table)
-    out.print(per_class)
+    head, rows = method_table(results)
+    for columns, title in ((range(4), f"test set, {len(results['seeds'])} seed(s) "
+                                      f"({escape(str(folder / 'results.json'))})"),
+                           ((0, *range(4, len(head))), "per class (mean over seeds)")):
+        _print_table([head[i] for i in columns], [[row[i] for i in columns] for row in rows], title)
     for warning in collapsed(results):
         out.print(f"[bold red]warning[/bold red]: {escape(warning)}")
-    comparison = results["comparisons"].get("rbft_minus_direct_sft")
-    if comparison:
-        for key in ("macro_f1", "accuracy", *(f"f1:{x}" for x in labels)):
-            out.print(f"RB-FT minus direct SFT, {key}: {delta_text(comparison['delta'][key])}")
-        ps = ", ".join(f"{t['p_value']:.3g}" for t in comparison["mcnemar"])
-        out.print(f"McNemar exact test per seed, p = {ps}")
-    for name, ablation in results.get("ablations", {}).items():
-        d = ablation["comparisons"].get("rbft_minus_direct_sft", {}).get("delta", {}).get("macro_f1")
-        if d:
-            out.print(f"ablation {escape(name)}: RB-FT minus direct SFT, macro_f1 {delta_text(d)}")
-    head, rows = budget_rows(results)
+    for line in comparison_lines(results, prefix="RB-FT minus direct SFT, ") + ablation_lines(results):
+        out.print(escape(line))
+    head, rows = budget_table(results)
     if rows:
-        budget = Table(*head, title="label budget (test macro-F1; the last row is the whole train split)")
-        for row in rows:
-            budget.add_row(*map(escape, row))
-        out.print(budget)
-    attention = results.get("attention", {}).get("focus")
-    if attention:
-        out.print("attention focus (share in the boxes / their area): "
-                  + ", ".join(f"{k} {v:.2f}" for k, v in attention.items()))
+        _print_table(head, rows, "label budget (test macro-F1; the last row is the whole train split)")
+    head, rows = focus_table(results)
+    if rows:
+        out.print("attention focus (share in the boxes / their area): " + ", ".join(f"{escape(k)} {v}" for k, v in rows))
     if (folder / "report.html").exists():
         out.print(f"report: {escape(str(folder / 'report.html'))}")
+
+
+def _print_table(head: list[str], rows: list[list[str]], title: str) -> None:
+    table = Table(*map(escape, head), title=title)
+    for row in rows:
+        table.add_row(*map(escape, row))
+    out.print(table)
 
 
 @app.command()
@@ -271,7 +262,7 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON list, an object per video."),
 ) -> None:
     """Classify videos with a trained model, by label scoring. Exit 1 when some videos are unusable."""
-    from rbft.stages.evaluate import classify
+    from rbft.predict import classify
 
     try:
         results = classify(model, videos)
@@ -301,8 +292,8 @@ def export(
 ) -> None:
     """Write rbft's training conversations (labels, or Stage I's rationales) for LLaMA-Factory or ShareGPT tools."""
     from rbft.config import load_config
-    from rbft.data.export import FORMATS
-    from rbft.data.export import export as write
+    from rbft.export import FORMATS
+    from rbft.export import export as write
     from rbft.data.manifest import load_manifest
     from rbft.data.rationales import RationaleStore
 
@@ -399,7 +390,7 @@ def world_pretrain(
     from dataclasses import replace
 
     from rbft.data.cache import default_cache_dir
-    from rbft.world.pretrain import Recipe, pretrain
+    from rbft.basemodel.recipe import Recipe, pretrain
 
     recipe = Recipe()
     recipe = replace(recipe, clips=clips or recipe.clips, epochs=epochs or recipe.epochs,

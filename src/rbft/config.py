@@ -8,8 +8,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rbft.data.video import FrameSampling
 from rbft.errors import ConfigError
+from rbft.sampling import FrameSampling
 
 
 class _Strict(BaseModel):
@@ -54,6 +54,7 @@ class DataConfig(_Strict):
         return self
 
     def sampling(self) -> FrameSampling:
+        """The frame sampling these settings describe (fps, when set, replaces the default num_frames)."""
         num = None if self.fps is not None else self.num_frames
         return FrameSampling(num_frames=num, fps=self.fps, max_frames=self.max_frames, max_pixels=self.max_pixels)
 
@@ -77,7 +78,11 @@ class StageConfig(_Strict):
 
 
 class TrainingConfig(_Strict):
-    """How fine-tuning runs; stage2's settings are also direct SFT's, so the baseline gets the same budget."""
+    """How fine-tuning runs; stage2's settings are also direct SFT's, so the baseline gets the same budget.
+
+    The one training schema: `rbft.training.train` takes it (with a `StageConfig` for the budget),
+    whether for an experiment's stages or for the recipe of the shipped base model.
+    """
 
     method: Literal["lora", "full"] = "lora"
     lora_r: int = Field(default=16, ge=1)
@@ -101,8 +106,8 @@ class TrainingConfig(_Strict):
     balance: Literal["none", "sample"] = Field(
         default="sample", description="label stages (Stage II and direct SFT alike): sample: draw every label "
         "equally often (with replacement), for small imbalanced sets; none: each video once an epoch")
-    stage1: StageConfig = StageConfig(learning_rate=1e-4)
-    stage2: StageConfig = StageConfig(learning_rate=1e-4, min_steps=100)  # a tiny label set still gets 100 steps
+    stage1: StageConfig = StageConfig()
+    stage2: StageConfig = StageConfig(min_steps=100)  # a tiny label set still gets 100 steps
 
 
 class RationaleConfig(_Strict):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from rbft.world.generate import WORLD_VERSION, Splits, experiment, generate_world
+from rbft.world.generate import WORLD_VERSION, Splits, experiment, generate_world, has_ground_truth, write_ground_truth
 from rbft.world.tasks import TASKS
 
 TASK = "home-security"
@@ -55,6 +55,8 @@ def prepare(config_path: Path, quick: bool = False, on_clip=None) -> Path:
     world = config_path.parent / ("world-quick" if quick else "world")
     if not _drawn(world, size):
         generate_world(world, seed=0, splits=size.splits, on_clip=on_clip)
+    elif not has_ground_truth(world):  # drawn by an rbft that did not write it yet
+        write_ground_truth(world)
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(yaml.safe_dump(demo_config(f"{world.name}/{TASK}.jsonl", quick), sort_keys=False, width=120))
     return config_path

@@ -1,28 +1,48 @@
-"""The one place that loads models and processors: Hugging Face Auto classes, local folder or hub name."""
+"""The one place that loads models and processors, and that knows how model families differ.
+
+Models load with Hugging Face Auto classes from a local folder or a hub name. What differs
+between the families rbft runs (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, SmolVLM, LLaVA-OneVision,
+InternVL, ...) is kept here too, each as a small function the rest of rbft calls: which
+modules are the vision tower and which LoRA adapts, how a cached forward gets its
+positions, where a video's tokens sit and on what grid, and the Qwen2-VL parts the
+shipped base model is built from (`rbft.basemodel`). No other module imports a model class.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoModelForImageTextToText, AutoProcessor, PretrainedConfig, PreTrainedModel
+from transformers import (AutoConfig, AutoModelForImageTextToText, AutoProcessor, PretrainedConfig, PreTrainedModel,
+                          Qwen2Tokenizer, Qwen2VLConfig, Qwen2VLImageProcessor, Qwen2VLProcessor,
+                          Qwen2VLVideoProcessor)
 
+from rbft.data.collate import VideoChatCollator
 from rbft.errors import ConfigError
 
-# the base VLM that rbft pretrains on its synthetic world and ships (see rbft.world.pretrain)
-SHIPPED_MODEL = Path(__file__).parent / "world" / "base_model"
+# the base VLM that rbft pretrains on its synthetic world and ships (see rbft.basemodel)
+SHIPPED_MODEL = Path(__file__).parent / "basemodel" / "rbft-world-base"
+SHIPPED_NAMES = ("rbft-world-base", "builtin")
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+# projections of the language model that LoRA adapts by default (Qwen, Llama, SmolLM and kin)
+TEXT_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+VISION_PREFIXES = ("visual.", "vision_tower.", "vision_model.", "model.visual.", "model.vision_tower.",
+                   "model.vision_model.")
 
 
 def resolve(name_or_path: str | Path) -> str:
     """`rbft-world-base` (the shipped model) or a folder or a hub name, as `from_pretrained` takes it."""
-    if str(name_or_path) in ("rbft-world-base", "builtin"):
-        return str(SHIPPED_MODEL)
-    return str(name_or_path)
+    name = str(name_or_path)
+    if name in SHIPPED_NAMES or (Path(name).parts[-3:] == ("rbft", "world", "base_model") and not Path(name).exists()):
+        return str(SHIPPED_MODEL)  # (adapters saved before the model moved to rbft/basemodel name its old folder)
+    return name
 
 
 def load_model(name_or_path: str | Path, dtype: str = "auto", attn_implementation: str = "sdpa",
@@ -63,6 +83,15 @@ def load_processor(name_or_path: str | Path, trust_remote_code: bool = False):
     return processor
 
 
+def load_for_videos(name_or_path: str | Path, frames: Callable, dtype: str = "auto",
+                    attn_implementation: str = "sdpa", trust_remote_code: bool = False
+                    ) -> tuple[PreTrainedModel, VideoChatCollator]:
+    """The model and the collator that feeds it conversations about videos (`frames(path)` gives a clip)."""
+    processor = load_processor(name_or_path, trust_remote_code)
+    model = load_model(name_or_path, dtype, attn_implementation, trust_remote_code)
+    return model, VideoChatCollator(processor, frames)
+
+
 def save_model(model, processor, out: str | Path, merge: bool = True) -> Path:
     """Write `model` and its processor as a folder `from_pretrained` loads (safetensors).
 
@@ -85,7 +114,6 @@ def save_model(model, processor, out: str | Path, merge: bool = True) -> Path:
 def model_skeleton(name_or_path: str | Path, trust_remote_code: bool = False) -> PreTrainedModel:
     """The model's modules without weights (on the meta device): to check a config against it at no cost."""
     from accelerate import init_empty_weights
-    from transformers import AutoConfig
 
     source = resolve(name_or_path)
     adapter = Path(source) / "adapter_config.json"
@@ -115,3 +143,101 @@ def _unloadable(source: str, what: str, error: Exception) -> str:
         hint = ("no such folder; as a hub name it needs network access or a copy in the Hugging Face cache "
                 "(set HF_HOME, or download it first with `hf download NAME`)")
     return f"cannot load the {what} from {source}: {hint}. ({type(error).__name__}: {str(error).splitlines()[0]})"
+
+
+# --- the vision tower, and what LoRA adapts -------------------------------------------------------
+
+def is_vision(name: str) -> bool:
+    """Whether a parameter or module of the model belongs to its vision tower."""
+    return name.startswith(VISION_PREFIXES) or ".visual." in name or ".vision_tower." in name
+
+
+def vision_tower(model: PreTrainedModel) -> tuple[torch.nn.Module, int]:
+    """The vision tower with its merger (Qwen-VL families), and the width of the tokens it gives."""
+    return model.model.visual, model.config.text_config.hidden_size
+
+
+def lora_targets(model, wanted: Sequence[str] | None, train_vision: bool) -> list[str]:
+    """The modules LoRA adapts: those named `wanted` (default: the text projections), outside the
+    vision tower unless it is trained. A name that matches nothing is a config error."""
+    names = {n for n, _ in model.named_modules()}
+    wanted = list(wanted or TEXT_PROJECTIONS)
+    found = {w for w in wanted if any(n.endswith("." + w) or n == w for n in names)}
+    if missing := sorted(set(wanted) - found):
+        leaves = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise ConfigError(f"training.target_modules: {missing} not found in {type(model).__name__}; its linear "
+                          f"layers are named {leaves[:24]}")
+    return [n for n in names if n.rsplit(".", 1)[-1] in found and (train_vision or not is_vision(n))]
+
+
+# --- a cached forward: the reply after a prompt whose keys and values are kept ----------------------
+
+def cache_argument(model) -> str:
+    """`cache` in transformers releases that renamed it, `past_key_values` before."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+
+
+def mrope_positions(model, mask: torch.Tensor, width: int, repeat: int) -> dict:
+    """Positions of the reply tokens for M-RoPE families (Qwen2/2.5/3-VL), from the deltas their prefill kept.
+
+    Plain rotary families need none: their default (the cache position) continues the prompt's
+    positions. M-RoPE ones would derive them from the whole attention mask, which does not fit a
+    cached step, so they get what `generate` gives them: the count of real tokens before each
+    one plus the row's delta, on every rotary axis.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    deltas = getattr(getattr(base, "model", None), "rope_deltas", None)
+    if deltas is None:
+        return {}
+    text = (mask.long().cumsum(-1) - 1)[:, width:]
+    return {"position_ids": (text + deltas.to(text.device).repeat_interleave(repeat, 0)).unsqueeze(0).expand(3, -1, -1)}
+
+
+# --- where a video's tokens are -------------------------------------------------------------------
+
+def video_positions(config, ids: torch.Tensor) -> torch.Tensor:
+    """Where the video's tokens are: the video placeholder (Qwen-VL, LLaVA-OneVision), else the image one
+    (SmolVLM / Idefics3 give each frame as an image)."""
+    for name in ("video_token_id", "video_token_index", "image_token_id", "image_token_index"):
+        token = getattr(config, name, None)
+        found = (ids == token).nonzero().flatten() if token is not None else torch.empty(0)
+        if len(found):
+            return found
+    raise ValueError("attention maps: no video tokens found in the input (unknown placeholder token)")
+
+
+def video_grid(batch: dict, processor, n: int, frames: Callable[[], int]) -> tuple[int, int, int]:
+    """(T, H, W) of a video's `n` tokens: Qwen-VL's grid from `video_grid_thw` (after the spatial merge), else
+    one square grid per frame (`frames()` counts them)."""
+    if "video_grid_thw" in batch:
+        t, h, w = batch["video_grid_thw"][0].tolist()
+        merge = getattr(processor.video_processor, "merge_size", 1) or 1
+        return t, h // merge, w // merge
+    frames = frames()
+    side = int(round((n / frames) ** 0.5)) if n % frames == 0 else 0
+    if side * side * frames != n:
+        raise ValueError(f"attention maps: {n} video tokens over {frames} frames do not form square per-frame "
+                         "grids; this family's layout is not supported for attention maps")
+    return frames, side, side
+
+
+# --- Qwen2-VL from parts: the shipped base model's family (rbft.basemodel) ----------------------------
+
+def qwen2_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]], special: Sequence[str] | None = None,
+                    max_length: int | None = None) -> Qwen2Tokenizer:
+    """Qwen2's byte-level BPE tokenizer over `vocab` and `merges`, with `special` tokens added."""
+    extra = {"additional_special_tokens": list(special)} if special is not None else {}
+    return Qwen2Tokenizer(vocab=vocab, merges=merges, **extra,
+                          **({"model_max_length": max_length} if max_length is not None else {}))
+
+
+def qwen2_vl_processor(tokenizer, chat_template: str, **sizes) -> Qwen2VLProcessor:
+    """Qwen2-VL's processor: its image and video processors with the patching in `sizes`, and `tokenizer`."""
+    return Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(**sizes), tokenizer=tokenizer,
+                            video_processor=Qwen2VLVideoProcessor(**sizes), chat_template=chat_template)
+
+
+def qwen2_vl_config(text: dict, vision: dict, **settings) -> Qwen2VLConfig:
+    """A Qwen2-VL architecture: its language model (`text`), vision tower (`vision`) and token ids."""
+    return Qwen2VLConfig(text_config=text, vision_config=vision, **settings)

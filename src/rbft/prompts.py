@@ -1,4 +1,5 @@
-"""The prompts of RB-FT: the persona, the rationale prompt (P_rationale) and the label prompt (P_label).
+"""The prompts of RB-FT: the persona, the rationale prompt (P_rationale) and the label prompt (P_label),
+and the conversations (video, prompt, reply) made of them.
 
 Every prompt is a pure function of the task (and, for a label-conditioned rationale, of the
 video's label), so the sha256 of the text a model was given versions it.
@@ -11,6 +12,8 @@ import re
 from collections.abc import Sequence
 
 from rbft.config import TaskConfig
+from rbft.data.collate import Example
+from rbft.data.manifest import VideoRecord
 
 DIMENSIONS = ("subjects", "attributes", "actions", "scenes")
 # the layout a rationale is asked to follow: one line per dimension, then the reasoning and a verdict
@@ -79,6 +82,18 @@ def rationale_prompt(task: TaskConfig, label: str | None = None) -> str:
         text += (f"The label of this video is {label_target(label)} ({task.labels[label]}); it is given to "
                  "help you. Explain what in the video leads to it, as if you had found it yourself.\n")
     return text + "Answer in this layout:\n" + LAYOUT.format(options=f"one of {_options(task)}")
+
+
+def label_examples(task: TaskConfig, videos: Sequence[VideoRecord]) -> list[Example]:
+    """(video, P_label) -> `<label>` with the persona; a video without a label (scoring only) gets no target."""
+    prompt, system = label_prompt(task), system_prompt(task)
+    return [Example(v.id, v.video, prompt, label_target(v.label) if v.label else "", system) for v in videos]
+
+
+def rationale_examples(task: TaskConfig, videos: Sequence[VideoRecord], hint: bool) -> list[Example]:
+    """(video, P_rationale) per video, with the video's label stated when `hint` is on."""
+    return [Example(v.id, v.video, rationale_prompt(task, v.label if hint else None), system=system_prompt(task))
+            for v in videos]
 
 
 def sha256(text: str) -> str:

@@ -14,14 +14,27 @@ per (video, label): the reference the tests hold the fast way to.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from rbft.config import TaskConfig
 from rbft.data.collate import IGNORE, Example
+from rbft.data.manifest import VideoRecord
+from rbft.modeling import cache_argument, load_for_videos, mrope_positions
+from rbft.prompts import label_examples, label_target
+
+
+def label_scores(task: TaskConfig, model_dir: str | Path, videos: Sequence[VideoRecord], frames: Callable,
+                 dtype: str = "auto", attn_implementation: str = "sdpa", trust_remote_code: bool = False,
+                 batch_size: int = 8) -> np.ndarray:
+    """(len(videos), len(labels)) log-probability of each label's target, by the model at `model_dir`."""
+    model, collator = load_for_videos(model_dir, frames, dtype, attn_implementation, trust_remote_code)
+    return label_logprobs(model, collator, label_examples(task, videos), [label_target(x) for x in task.labels],
+                          batch_size)
 
 
 @torch.no_grad()
@@ -49,8 +62,8 @@ def label_logprobs(model, collator, examples: Sequence[Example], targets: Sequen
             inputs = torch.tensor([reply[:-1] + [pad] * (longest - len(reply)) for _, _, reply in pairs],
                                   device=model.device)
             width = batch["input_ids"].shape[1]
-            positions = _mrope_positions(model, mask, width, len(targets))
-            logp = torch.log_softmax(model(input_ids=inputs, attention_mask=mask, **{_cache_argument(model): cache},
+            positions = mrope_positions(model, mask, width, len(targets))
+            logp = torch.log_softmax(model(input_ids=inputs, attention_mask=mask, **{cache_argument(model): cache},
                                            **positions).logits.float(), -1)
             wanted = logp.gather(-1, ids.to(model.device).unsqueeze(-1)).squeeze(-1)
             valid = torch.tensor([[k < len(reply) - 1 for k in range(longest - 1)] for _, _, reply in pairs],
@@ -59,28 +72,6 @@ def label_logprobs(model, collator, examples: Sequence[Example], targets: Sequen
         for (b, j, _), value in zip(pairs, total.tolist()):
             scores[rows[b], j] = value
     return scores
-
-
-def _cache_argument(model) -> str:
-    """`cache` in transformers releases that renamed it, `past_key_values` before."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
-
-
-def _mrope_positions(model, mask: torch.Tensor, width: int, repeat: int) -> dict:
-    """Positions of the reply tokens for M-RoPE families (Qwen2/2.5/3-VL), from the deltas their prefill kept.
-
-    Plain rotary families need none: their default (the cache position) continues the prompt's
-    positions. M-RoPE ones would derive them from the whole attention mask, which does not fit a
-    cached step, so they get what `generate` gives them: the count of real tokens before each
-    one plus the row's delta, on every rotary axis.
-    """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    deltas = getattr(getattr(base, "model", None), "rope_deltas", None)
-    if deltas is None:
-        return {}
-    text = (mask.long().cumsum(-1) - 1)[:, width:]
-    return {"position_ids": (text + deltas.to(text.device).repeat_interleave(repeat, 0)).unsqueeze(0).expand(3, -1, -1)}
 
 
 @torch.no_grad()

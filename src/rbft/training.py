@@ -11,7 +11,6 @@ import json
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,53 +20,10 @@ from torch.utils.data import Dataset, WeightedRandomSampler
 from transformers import PreTrainedModel, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from rbft.config import StageConfig, TrainingConfig
+from rbft.config import ExperimentConfig, StageConfig, TrainingConfig
 from rbft.data.collate import Example
 from rbft.errors import ConfigError
-
-# projections of the language model that LoRA adapts by default (Qwen, Llama, SmolLM and kin)
-TEXT_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-VISION_PREFIXES = ("visual.", "vision_tower.", "vision_model.", "model.visual.", "model.vision_tower.",
-                   "model.vision_model.")
-
-
-@dataclass
-class TrainSettings:
-    """Everything that decides one training run (the config's training block plus one stage's budget)."""
-
-    epochs: float = 1.0
-    learning_rate: float = 1e-4
-    method: str = "lora"
-    batch_size: int = 1
-    gradient_accumulation: int = 1
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    lr_scheduler: str = "cosine"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: list[str] | None = None
-    train_vision: bool = False
-    seed: int = 0
-    balance: str = "none"  # "sample": each reply (label) drawn equally often, see `balanced_weights`
-    min_steps: int = 0  # at least this many optimizer steps, however few the examples
-    gradient_checkpointing: bool = False
-    logging_steps: int = 10
-    save_steps: int | None = None  # None: a checkpoint at the end of every epoch
-    report_to: list[str] = field(default_factory=list)  # transformers' integrations: tensorboard, wandb, ...
-    extra: dict = field(default_factory=dict)  # passed on to TrainingArguments
-
-    @classmethod
-    def of(cls, training: TrainingConfig, stage: StageConfig, seed: int, balance: str = "none") -> "TrainSettings":
-        return cls(epochs=stage.epochs, learning_rate=stage.learning_rate, min_steps=stage.min_steps,
-                   balance=balance, method=training.method,
-                   batch_size=training.batch_size, gradient_accumulation=training.gradient_accumulation,
-                   warmup_ratio=training.warmup_ratio, weight_decay=training.weight_decay,
-                   lr_scheduler=training.lr_scheduler, lora_r=training.lora_r, lora_alpha=training.lora_alpha,
-                   lora_dropout=training.lora_dropout, target_modules=training.target_modules,
-                   train_vision=training.train_vision, seed=seed,
-                   gradient_checkpointing=training.gradient_checkpointing, save_steps=training.save_steps,
-                   report_to=reporters(training.report_to), logging_steps=training.logging_steps)
+from rbft.modeling import is_vision, lora_targets, model_skeleton
 
 
 def reporters(report_to: str | list[str]) -> list[str]:
@@ -207,67 +163,60 @@ class _LossLog(TrainerCallback):
                 f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
 
-def is_vision(name: str) -> bool:
-    return name.startswith(VISION_PREFIXES) or ".visual." in name or ".vision_tower." in name
+def check_settings(config: ExperimentConfig) -> None:
+    """Refuse, before any work, a training config the model cannot take (e.g. LoRA on modules it lacks)."""
+    t = config.training
+    if t.method == "lora":
+        lora_targets(model_skeleton(config.model.name_or_path, config.model.trust_remote_code), t.target_modules,
+                     t.train_vision)
 
 
-def lora_targets(model, wanted: Sequence[str] | None, train_vision: bool) -> list[str]:
-    """The modules LoRA adapts: those named `wanted` (default: the text projections), outside the
-    vision tower unless it is trained. A name that matches nothing is a config error."""
-    names = {n for n, _ in model.named_modules()}
-    wanted = list(wanted or TEXT_PROJECTIONS)
-    found = {w for w in wanted if any(n.endswith("." + w) or n == w for n in names)}
-    if missing := sorted(set(wanted) - found):
-        leaves = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
-        raise ConfigError(f"training.target_modules: {missing} not found in {type(model).__name__}; its linear "
-                          f"layers are named {leaves[:24]}")
-    return [n for n in names if n.rsplit(".", 1)[-1] in found and (train_vision or not is_vision(n))]
-
-
-def prepare(model: PreTrainedModel, settings: TrainSettings) -> PreTrainedModel:
+def prepare(model: PreTrainedModel, training: TrainingConfig) -> PreTrainedModel:
     """Wrap in LoRA or unfreeze for full fine-tuning; freeze the vision tower unless asked to train it."""
-    if settings.method == "lora":
-        targets = lora_targets(model, settings.target_modules, settings.train_vision)
-        config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+    if training.method == "lora":
+        targets = lora_targets(model, training.target_modules, training.train_vision)
+        config = LoraConfig(r=training.lora_r, lora_alpha=training.lora_alpha, lora_dropout=training.lora_dropout,
                             target_modules=targets, task_type="CAUSAL_LM")
         return get_peft_model(model, config)
     for name, param in model.named_parameters():
-        param.requires_grad = settings.train_vision or not is_vision(name)
+        param.requires_grad = training.train_vision or not is_vision(name)
     return model
 
 
-def train(model: PreTrainedModel, collator, examples: Sequence[Example], out: str | Path,
-          settings: TrainSettings, eval_examples: Sequence[Example] | None = None,
+def train(model: PreTrainedModel, collator, examples: Sequence[Example], out: str | Path, training: TrainingConfig,
+          stage: StageConfig, seed: int = 0, *, balance: str = "none", eval_examples: Sequence[Example] | None = None,
           callbacks: Sequence[TrainerCallback] = (), select=None) -> PreTrainedModel:
-    """Fine-tune `model` on `examples`; checkpoints and `train_log.jsonl` go to `out`. Returns the model.
+    """Fine-tune `model` on `examples` as `training` says, for `stage`'s budget; checkpoints and
+    `train_log.jsonl` go to `out`. Returns the model.
 
-    With `select(model) -> score` the model is scored after every epoch and the best epoch's
-    weights are the ones returned (`out/best.json` says which); without it, the last ones.
+    `balance="sample"` draws every distinct reply (a label) equally often (the label stages pass
+    `training.balance`). With `select(model) -> score` the model is scored after every epoch and
+    the best epoch's weights are the ones returned (`out/best.json` says which); without it, the last ones.
     """
     if not examples:
         raise ConfigError("nothing to train on: the training split is empty (check the manifest's splits)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model = prepare(model, settings)
+    model = prepare(model, training)
     gpu = torch.cuda.is_available()
     args = TrainingArguments(
-        output_dir=str(out / "checkpoints"), num_train_epochs=settings.epochs,
-        per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation, learning_rate=settings.learning_rate,
-        warmup_steps=settings.warmup_ratio, weight_decay=settings.weight_decay,
-        lr_scheduler_type=settings.lr_scheduler, logging_steps=settings.logging_steps, seed=settings.seed,
-        data_seed=settings.seed, save_strategy="steps" if settings.save_steps else "epoch",
-        save_steps=settings.save_steps or 500, save_total_limit=2, eval_strategy="epoch" if eval_examples else "no",
+        output_dir=str(out / "checkpoints"), num_train_epochs=stage.epochs,
+        per_device_train_batch_size=training.batch_size, per_device_eval_batch_size=training.batch_size,
+        gradient_accumulation_steps=training.gradient_accumulation, learning_rate=stage.learning_rate,
+        warmup_steps=training.warmup_ratio, weight_decay=training.weight_decay,
+        lr_scheduler_type=training.lr_scheduler, logging_steps=training.logging_steps, seed=seed,
+        data_seed=seed, save_strategy="steps" if training.save_steps else "epoch",
+        save_steps=training.save_steps or 500, save_total_limit=2, eval_strategy="epoch" if eval_examples else "no",
         remove_unused_columns=False, use_cpu=not gpu,
         bf16=gpu and torch.cuda.is_bf16_supported(), fp16=gpu and not torch.cuda.is_bf16_supported(),
-        activation_checkpointing=settings.gradient_checkpointing, report_to=settings.report_to or "none",
-        dataloader_num_workers=0, disable_tqdm=True, **settings.extra)
+        activation_checkpointing=training.gradient_checkpointing, report_to=reporters(training.report_to) or "none",
+        dataloader_num_workers=0, disable_tqdm=True)
     per_epoch = math.ceil(math.ceil(len(examples) / (args.train_batch_size * args.world_size))
                           / args.gradient_accumulation_steps)
-    if settings.min_steps > settings.epochs * per_epoch:  # a tiny set: more epochs, up to the minimum
-        args.max_steps = settings.min_steps
+    if stage.min_steps > stage.epochs * per_epoch:  # a tiny set: more epochs, up to the minimum
+        args.max_steps = stage.min_steps
     best = _BestByMetric(select, out) if select else None
-    trainer = _Trainer(model=model, args=args, train_dataset=ExampleDataset(examples), balance=settings.balance,
+    trainer = _Trainer(model=model, args=args, train_dataset=ExampleDataset(examples), balance=balance,
                       eval_dataset=ExampleDataset(eval_examples) if eval_examples else None,
                       data_collator=collator,
                       callbacks=[_LossLog(out / "train_log.jsonl"), *([best] if best else []), *callbacks])

@@ -33,7 +33,8 @@ def write_config(folder: Path, world_dir: Path, training: dict | None = None, ex
     if not manifest.exists():
         shutil.copy(world_dir / "home-security.jsonl", manifest)
         (folder / "videos").symlink_to(world_dir / "videos")
-        shutil.copy(world_dir / "scenes.jsonl", folder / "scenes.jsonl")
+        for ground_truth in ("boxes.jsonl", "home-security.scene-rationales.jsonl"):  # what the world knows
+            shutil.copy(world_dir / ground_truth, folder / ground_truth)
     config = {"name": "t", "task": TASKS["home-security"].model_dump(),
               "data": {"manifest": str(manifest), "max_pixels": 128 * 128, "decode_workers": 1},
               "model": {"name_or_path": "rbft-world-base", "dtype": "float32"},

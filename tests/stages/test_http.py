@@ -12,7 +12,7 @@ from rbft.data.collate import Example, VideoChatCollator
 from rbft.data.video import read_video
 from rbft.generation import ChatClient, Decoding, GenerationFailed, frame_url, generate
 from rbft.modeling import load_model, load_processor
-from rbft.world.pretrain import SAMPLING
+from rbft.basemodel.recipe import SAMPLING
 
 from .faults import FaultProxy
 

@@ -6,13 +6,15 @@ import re
 import numpy as np
 import pytest
 
+from rbft.data.annotations import boxes_at, read_boxes, scene_rationales_file
 from rbft.data.manifest import load_manifest
 from rbft.data.video import FrameSampling, read_video
+from rbft.stages.rationales import read_rationale_file
 from rbft.world.captions import PROMPTS, answer, caption, structured
-from rbft.world.generate import Splits, generate_world, make_clip
+from rbft.world.generate import Splits, generate_world, has_ground_truth, make_clip, write_ground_truth
 from rbft.world.judge import judge, named_scene, named_subject
-from rbft.world.render import FRAMES, SIZE
-from rbft.world.scenes import ACTIONS, SCENES, SUBJECTS, sample_scenario
+from rbft.world.render import FPS, FRAMES, SIZE
+from rbft.world.scenes import ACTIONS, SCENES, SUBJECTS, sample_scenario, scene_record
 from rbft.world.tasks import TASKS, label
 
 
@@ -42,6 +44,39 @@ def test_manifests_load_with_their_tasks_and_videos_decode(world):
         assert [r.split for r in records].count("train") == 12 and len(records) == 24
     clip = read_video(world / "videos" / "clip_00000.mp4", FrameSampling(num_frames=8))
     assert clip.frames.shape == (8, SIZE, SIZE, 3) and clip.info.frame_count == FRAMES
+
+
+def test_the_world_writes_what_it_knows_beside_its_manifests_for_the_stages(world):
+    """Each task's ground-truth rationales and every clip's boxes, in `rbft.data.annotations`' files."""
+    scenes = {row["id"]: row for row in map(json.loads, (world / "scenes.jsonl").read_text().splitlines())}
+    boxes = read_boxes(world / "home-security.jsonl")
+    assert set(boxes) == set(scenes)
+    for clip, row in scenes.items():
+        frames = boxes[clip]["frames"]
+        assert boxes[clip]["fps"] == FPS and boxes[clip]["size"] == [SIZE, SIZE] and len(frames) == FRAMES
+        for i, shown in enumerate(frames):  # every subject, and the package and the trash can, where in view
+            tracks = [s["boxes"] for s in row["subjects"]] + [row["objects"][o] for o in ("package", "trash can")
+                                                               if o in row["objects"]]
+            assert shown == [t[i] for t in tracks if t[i] is not None]
+    for name, task in TASKS.items():
+        given = read_rationale_file(scene_rationales_file(world / f"{name}.jsonl", name))
+        for record in load_manifest(world / f"{name}.jsonl", task.labels):
+            text, writer = given[record.id]
+            assert writer == "scene-record" and text.endswith(f"Conclusion: <{record.label}>")
+            assert text.startswith(structured(scene_record(scenes[record.id])))
+    # a world drawn before rbft wrote these gets them, the same, from its scene records
+    written = {p: p.read_bytes() for p in world.glob("*") if p.name.endswith(("boxes.jsonl", "rationales.jsonl"))}
+    assert len(written) == 1 + len(TASKS) and has_ground_truth(world)
+    for path in written:
+        path.unlink()
+    assert not has_ground_truth(world)
+    write_ground_truth(world)
+    assert {p: p.read_bytes() for p in written} == written
+
+
+def test_boxes_follow_the_sampled_frames_times_and_size():
+    row = {"fps": 4.0, "size": [100, 50], "frames": [[[0, 0, 10, 10]], [], [[20, 10, 60, 50], [0, 0, 1, 1]]]}
+    assert boxes_at(row, [0.0, 0.25, 0.5, 0.9], (200, 50)) == [[[0, 0, 20, 10]], [], [[40, 10, 120, 50], [0, 0, 2, 1]], []]
 
 
 def test_records_hold_a_box_per_frame_for_every_subject_and_key_object(world):

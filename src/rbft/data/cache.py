@@ -22,7 +22,8 @@ from safetensors import safe_open
 from safetensors.numpy import save
 
 from rbft.data.probe import check_file
-from rbft.data.video import Clip, FrameSampling, VideoInfo, read_video
+from rbft.data.video import Clip, VideoInfo, read_video
+from rbft.sampling import FrameSampling
 
 FORMAT_VERSION = "1"  # bump when decoding changes what an entry holds
 DEFAULT_MAX_BYTES = 20 * 1024**3

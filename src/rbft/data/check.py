@@ -18,8 +18,9 @@ from pathlib import Path
 
 from rbft.data.cache import FrameCache
 from rbft.data.manifest import VideoRecord
-from rbft.data.video import FrameSampling, read_video
+from rbft.data.video import read_video
 from rbft.errors import VideoError
+from rbft.sampling import FrameSampling
 
 
 @dataclass(frozen=True)

@@ -162,10 +162,3 @@ def limit_train(train: list[VideoRecord], limit: int | None) -> list[VideoRecord
         quota[max(quota, key=quota.get)] -= 1
     keep = {r.id for label, rows in by_label.items() for r in rows[:quota[label]]}
     return [r for r in train if r.id in keep]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    """One JSON object a line, written atomically (a manifest, predictions)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(path)

@@ -18,37 +18,9 @@ import numpy as np
 
 from rbft.data.probe import REENCODE, PacketIndex, check_file, open_container, scan_packets
 from rbft.errors import VideoError
+from rbft.sampling import FrameSampling
 
 av.logging.set_level(av.logging.PANIC)  # ffmpeg's own chatter; rbft reports problems itself
-
-
-@dataclass(frozen=True)
-class FrameSampling:
-    """How frames are taken from a video: `num_frames` spread uniformly over the true
-    duration, or `fps` frames per second (at most `max_frames`, spread uniformly when
-    there would be more). Frames are shrunk, keeping their aspect ratio, to at most
-    `max_pixels` pixels (None keeps the original size)."""
-
-    num_frames: int | None = 8
-    fps: float | None = None
-    max_frames: int = 32
-    max_pixels: int | None = 360 * 420
-
-    def __post_init__(self) -> None:
-        if (self.num_frames is None) == (self.fps is None):
-            raise ValueError("set exactly one of num_frames and fps")
-        if self.num_frames is not None and self.num_frames < 1:
-            raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
-        if self.fps is not None and not self.fps > 0:
-            raise ValueError(f"fps must be > 0, got {self.fps}")
-        if self.max_frames < 1:
-            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
-        if self.max_pixels is not None and self.max_pixels < 1:
-            raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
-
-    def key(self) -> str:
-        """A stable text form, part of the frame-cache key."""
-        return f"n={self.num_frames},fps={self.fps},max={self.max_frames},px={self.max_pixels}"
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from rbft.config import ExperimentConfig
+from rbft.data.manifest import VideoRecord
+from rbft.runs import Run, stage_key
 from rbft.stages.stage2 import label_finetune
 
 
-def direct_sft(config: ExperimentConfig, train_videos, val_videos, frames, work: Path, out: Path, seed: int) -> Path:
-    return label_finetune(config, config.model.name_or_path, train_videos, val_videos, frames, work, out, seed)
+def direct_sft(run: Run, seed: int, splits: dict[str, list[VideoRecord]], frames: Callable) -> None:
+    """The stage: the baseline classifier for `seed` in `models/direct_sft/seed<k>`."""
+    config = run.config
+
+    def go(work: Path, dest: Path) -> None:
+        label_finetune(config, config.model.name_or_path, splits["train"], splits["val"], frames, work, dest, seed)
+
+    run.training("direct_sft", seed, stage_key(config, "direct_sft", seed), go)

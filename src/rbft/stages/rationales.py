@@ -1,9 +1,11 @@
 """Offline data construction: a rationale for every usable training video, written as it is made.
 
 Sources: `self` (the base model, the paper's default), `teacher` (another model),
-`scene` (the built-in world's ground truth written out as a rationale: an upper bound for
-ablations), or `file` (rationales written elsewhere, such as the RB-FT authors' own, read
-by video id; rbft's layout is not required of them, the other filters apply). Models run in this process or behind an OpenAI-compatible server. Under
+`scene` (ground truth written out as a rationale, as the built-in world writes it beside its
+manifests, `rbft.data.annotations`: an upper bound for ablations), or `file` (rationales
+written elsewhere, such as the RB-FT authors' own, read by video id; rbft's layout is not
+required of them, the other filters apply). Models run in this process or behind an
+OpenAI-compatible server. Under
 `accelerate launch` each process takes every n-th pending video and writes its own part
 file; the main process merges them. A re-run skips what is written, retries failures,
 and ends with one record per video; the filter's verdict is in each record's `rejected`.
@@ -18,23 +20,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rbft.config import ExperimentConfig
-from rbft.data.collate import Example
+from rbft.data.annotations import scene_rationales_file
 from rbft.data.manifest import VideoRecord
 from rbft.data.rationales import FAILED, RationaleStore, compact, merge, rejection, summary
 from rbft.errors import ConfigError
-from rbft.stages import process_state
 from rbft.generation import ChatClient, Decoding, generate_batches
-from rbft.prompts import rationale_prompt, sha256, system_prompt
+from rbft.modeling import load_for_videos
+from rbft.prompts import rationale_examples, sha256
+from rbft.runs import Run, Unfinished, process_state, stage_key
 
 FILE = "rationales.jsonl"
 SUMMARY = "rationales_summary.json"
-
-
-def rationale_examples(config: ExperimentConfig, videos: Sequence[VideoRecord]) -> list[Example]:
-    """(video, P_rationale) per video, with the label stated when `label_hint` is on."""
-    task, hint = config.task, config.rationales.label_hint
-    return [Example(v.id, v.video, rationale_prompt(task, v.label if hint else None), system=system_prompt(task))
-            for v in videos]
 
 
 def writer_name(config: ExperimentConfig) -> str:
@@ -45,6 +41,22 @@ def writer_name(config: ExperimentConfig) -> str:
     if r.source == "file":
         return f"file:{r.file.name}"
     return r.endpoint_model or (r.teacher if r.source == "teacher" else config.model.name_or_path)
+
+
+def rationales(run: Run, videos: Sequence[VideoRecord], frames: Callable) -> dict:
+    """The stage: `rationales.jsonl` for the usable training videos; returns the summary. Not done while
+    some generations failed: the next run retries them."""
+
+    def work() -> dict:
+        facts = make_rationales(run.config, videos, run.out, frames, run.log, run.bar("writing rationales", len(videos)))
+        if facts.get("failed"):
+            run.log(f"rationales: {facts['failed']} generation(s) failed (reasons in rationales.jsonl); "
+                    "run again to retry them")
+            return Unfinished(facts)
+        return facts
+
+    return run.stage("rationales", stage_key(run.config, "rationales"), work, (FILE, SUMMARY), everyone=True,
+                     skipped="rationales: done with these settings; skipped")
 
 
 def make_rationales(config: ExperimentConfig, videos: Sequence[VideoRecord], out: Path,
@@ -78,7 +90,7 @@ def make_rationales(config: ExperimentConfig, videos: Sequence[VideoRecord], out
 def _write(config: ExperimentConfig, videos: Sequence[VideoRecord], store: RationaleStore, frames: Callable,
            on_record: Callable | None) -> None:
     r = config.rationales
-    examples = rationale_examples(config, videos)
+    examples = rationale_examples(config.task, videos, r.label_hint)
     decoding = Decoding(r.max_new_tokens, r.do_sample, r.temperature, r.top_p, seed=config.seeds[0])
     generation = {**decoding.to_json(), "backend": "http" if r.endpoint else "transformers"}
     labels = list(config.task.labels)
@@ -96,19 +108,16 @@ def _write(config: ExperimentConfig, videos: Sequence[VideoRecord], store: Ratio
         if on_record:
             on_record()
 
-    if r.source == "file":
-        given = read_rationale_file(r.file)
+    if r.source in ("file", "scene"):
+        path = r.file if r.source == "file" else _scene_file(config)
+        given = read_rationale_file(path, "rationales.file" if r.source == "file" else "rationales.source 'scene'")
         generation.clear()
-        generation["backend"] = "file"
+        generation["backend"] = "file" if r.source == "file" else "scene record"
         for i, v in enumerate(videos):
             text, writer = given.get(v.id, (None, None))
-            record(i, text, why=None if text else f"no rationale for this video in {r.file.name}", writer=writer)
-    elif r.source == "scene":
-        scenes = _scenes(config)
-        generation.clear()
-        generation["backend"] = "scene record"
-        for i, v in enumerate(videos):
-            record(i, scene_rationale(config, scenes, v))
+            if text is None and r.source == "scene":
+                raise ConfigError(f"{v.id}: no ground-truth rationale in {path}; was the manifest edited?")
+            record(i, text, why=None if text else f"no rationale for this video in {path.name}", writer=writer)
     elif r.endpoint:
         client = ChatClient(r.endpoint, writer_name(config), os.environ.get(r.api_key_env), r.concurrency,
                             r.timeout_s, r.retries)
@@ -118,22 +127,18 @@ def _write(config: ExperimentConfig, videos: Sequence[VideoRecord], store: Ratio
         finally:
             client.close()
     else:
-        from rbft.data.collate import VideoChatCollator
-        from rbft.modeling import load_model, load_processor
-
-        name = r.teacher if r.source == "teacher" else config.model.name_or_path
-        trust = config.model.trust_remote_code
-        model = load_model(name, config.model.dtype, config.model.attn_implementation, trust)
-        collator = VideoChatCollator(load_processor(name, trust), frames)
+        m = config.model
+        model, collator = load_for_videos(r.teacher if r.source == "teacher" else m.name_or_path, frames, m.dtype,
+                                          m.attn_implementation, m.trust_remote_code)
         for batch in generate_batches(model, collator, examples, decoding, r.batch_size):
             for i, text in batch:
                 record(i, text)
 
 
-def read_rationale_file(path: Path) -> dict[str, tuple[str, str]]:
+def read_rationale_file(path: Path, what: str = "rationales.file") -> dict[str, tuple[str, str]]:
     """id -> (rationale, its writer) from a JSONL of records (`id`, `rationale`, optionally `model`)."""
     if not path.is_file():
-        raise ConfigError(f"rationales.file {path}: no such file")
+        raise ConfigError(f"{what} {path}: no such file")
     out = {}
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -142,33 +147,20 @@ def read_rationale_file(path: Path) -> dict[str, tuple[str, str]]:
             row = json.loads(line)
             out[str(row["id"])] = (row["rationale"], row.get("model") or row.get("source") or path.name)
         except (ValueError, KeyError, TypeError):
-            raise ConfigError(f"rationales.file {path} line {n}: expected a JSON object with `id` and "
+            raise ConfigError(f"{what} {path} line {n}: expected a JSON object with `id` and "
                               "`rationale`") from None
     return out
 
 
-def _scenes(config: ExperimentConfig) -> dict[str, dict]:
-    path = config.data.manifest.parent / "scenes.jsonl"
+def _scene_file(config: ExperimentConfig) -> Path:
+    """The ground-truth rationales of the task's videos, beside the manifest (a generated world writes them)."""
+    path = scene_rationales_file(config.data.manifest, config.task.name)
     if not path.is_file():
-        raise ConfigError(f"rationales.source 'scene' needs the world's scene records, {path}; it only works on "
-                          "a world written by `rbft world generate`. Use source 'self' or 'teacher' for other data.")
-    from rbft.world.generate import load_scenes
-
-    return load_scenes(path.parent)
-
-
-def scene_rationale(config: ExperimentConfig, scenes: dict[str, dict], video: VideoRecord) -> str:
-    """The ground truth of a world clip, in the rationale layout, ending in its label."""
-    from rbft.prompts import CONCLUSION, label_target
-    from rbft.world.captions import structured
-    from rbft.world.scenes import scene_record
-    from rbft.world.tasks import RULES, explain
-
-    if video.id not in scenes:
-        raise ConfigError(f"{video.id}: no scene record in scenes.jsonl; was the manifest edited?")
-    if config.task.name not in RULES:
-        raise ConfigError(f"rationales.source 'scene' knows the world's tasks {sorted(RULES)}, "
-                          f"not {config.task.name!r}")
-    record = scene_record(scenes[video.id])
-    return (f"{structured(record)}\nReasoning: {explain(config.task.name, record)}\n"
-            f"{CONCLUSION} {label_target(video.label or '')}")
+        found = sorted(p.name.split(".")[0] for p in path.parent.glob("*.scene-rationales.jsonl"))
+        raise ConfigError(
+            f"rationales.source 'scene' needs the ground-truth rationales of task {config.task.name!r}, {path}; "
+            "only a world written by `rbft world generate` has them"
+            + (f" (this one for the tasks {found})" if found else "; a world drawn before rbft wrote them gets "
+               "them from `rbft world generate` again (the same seed draws the same clips)")
+            + ". Use source 'self' or 'teacher' for other data.")
+    return path

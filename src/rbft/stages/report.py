@@ -23,15 +23,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from rbft.data.jsonl import read_jsonl  # noqa: E402
+from rbft.errors import ConfigError  # noqa: E402
 from rbft.metrics import collapsed  # noqa: E402
+from rbft.results import NAMES, ablation_lines, budget_table, comparison_lines, focus_table, method_table  # noqa: E402
+from rbft.runs import Run, report_key  # noqa: E402
 
-NAMES = {"zero_shot": "zero-shot", "direct_sft": "direct SFT", "rbft": "RB-FT"}
 FILES = "report_files"
 GALLERY = 6  # rationales shown beside their frames, and as many rejected ones
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def _png(fig) -> bytes:
@@ -39,20 +38,6 @@ def _png(fig) -> bytes:
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
-
-
-def method_rows(results: dict) -> list[tuple[str, dict]]:
-    """(display name, figures) for each method, then each ablation's methods."""
-    rows = [(NAMES.get(name, name), m) for name, m in results["methods"].items()]
-    for name, ablation in results.get("ablations", {}).items():
-        rows += [(f"{NAMES.get(method, method)} [{name}]", m) for method, m in ablation["methods"].items()]
-    return rows
-
-
-def cell(m: dict, key: str) -> str:
-    """`mean ± std` over seeds, and the 95% bootstrap interval over test videos."""
-    s, ci = m["over_seeds"][key], m.get("ci95", {}).get(key)
-    return f"{s['mean']:.3f} ± {s['std']:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
 
 def _per_class_chart(results: dict) -> bytes:
@@ -89,20 +74,6 @@ def _confusions(results: dict) -> bytes:
     return _png(fig)
 
 
-def budget_rows(results: dict) -> tuple[list[str], list[list[str]]]:
-    """The label-budget table: per number of labelled videos, each method's macro-F1 and RB-FT's difference."""
-    head = ["labelled videos", "seeds", "direct SFT macro-F1 [95% CI]", "RB-FT macro-F1 [95% CI]",
-            "RB-FT minus direct SFT [95% CI]"]
-    figure = lambda x: f"{x['macro_f1']:.3f} [{x['ci95'][0]:.2f}, {x['ci95'][1]:.2f}]"  # noqa: E731
-    rows = []
-    for point in results.get("label_budget", {}).get("points", []):
-        m = point["methods"]
-        d = point["rbft_minus_direct_sft"]
-        rows.append([str(point["videos"]), str(m["rbft"]["seeds"]), figure(m["direct_sft"]), figure(m["rbft"]),
-                     delta_text(d) if d else ""])
-    return head, rows
-
-
 def _budget_chart(results: dict) -> bytes:
     """Macro-F1 against the number of labelled videos, both fine-tuned methods with their 95% intervals."""
     curve = results["label_budget"]
@@ -136,7 +107,7 @@ def _curves(run: Path) -> bytes | None:
     for ax, (stage, paths) in zip(axes[0], logs.items()):
         twin = None
         for k, path in enumerate(paths):
-            log = _lines(path)
+            log = read_jsonl(path)
             rows = [r for r in log if "loss" in r]
             ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], color=f"C{k}", label=path.parent.name)
             val = [r for r in log if "val_score" in r]
@@ -163,7 +134,7 @@ def _strip(frames: np.ndarray, count: int = 4) -> bytes:
 
 
 def _gallery(run: Path, frames: Callable | None) -> list[dict]:
-    records = _lines(run / "rationales.jsonl")
+    records = read_jsonl(run / "rationales.jsonl")
     kept = [r for r in records if r.get("rationale") and not r.get("rejected")]
     rejected = [r for r in records if r.get("rejected")]
     chosen, seen = [], set()
@@ -185,20 +156,18 @@ def _gallery(run: Path, frames: Callable | None) -> list[dict]:
     return out
 
 
-def delta_text(d: dict) -> str:
-    """A paired difference and its 95% interval: `+0.045 (95% CI +0.006 to +0.086)`."""
-    return f"{d['delta']:+.3f} (95% CI {d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f})"
+def report(run: Run, frames: Callable | None) -> None:
+    """The stage: report.html and report.md, unless they were written from these very results."""
+    results, html_path = run.out / "results.json", run.out / "report.html"
+    if not results.exists():
+        raise ConfigError("report: no results.json in the run folder yet; run `rbft run CONFIG` first")
 
+    def work() -> None:
+        write_report(run.out, frames)
+        run.log(f"report: {html_path}")
 
-def _comparison_lines(results: dict) -> list[str]:
-    comparison = results.get("comparisons", {}).get("rbft_minus_direct_sft")
-    if not comparison:
-        return []
-    lines = [f"{key}: {delta_text(d)}" for key, d in comparison["delta"].items()]
-    ps = ", ".join(f"{t['p_value']:.3g} ({t['only_first_right']} vs {t['only_second_right']} videos)"
-                   for t in comparison["mcnemar"])
-    lines.append(f"McNemar exact test per seed: p = {ps}")
-    return lines
+    run.stage("report", report_key(run.config, results), work, ("report.html",), aside=False, borrow=False,
+              skipped=f"report: done with these results; {html_path}")
 
 
 def write_report(run: Path, frames: Callable | None = None) -> tuple[Path, Path]:
@@ -206,7 +175,7 @@ def write_report(run: Path, frames: Callable | None = None) -> tuple[Path, Path]
     results = json.loads((run / "results.json").read_text())
     labels = results["labels"]
     config = (run / "config.yaml").read_text() if (run / "config.yaml").exists() else ""
-    errors = _lines(run / "errors.jsonl")
+    errors = read_jsonl(run / "errors.jsonl")
     summary = json.loads((run / "rationales_summary.json").read_text()) if (run / "rationales_summary.json").exists() else None
     figures = {"per_class": _per_class_chart(results), "confusion": _confusions(results)}
     curves = _curves(run)
@@ -244,17 +213,6 @@ def _img(data: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
 
-def _method_table(results: dict, labels: list[str]) -> tuple[list[str], list[list[str]]]:
-    head = ["method", "seeds", "accuracy (± std [95% CI])", "macro-F1 (± std [95% CI])", *(f"F1 {x}" for x in labels)]
-    rows = []
-    for name, m in method_rows(results):
-        rows.append([name, str(len(m["per_seed"])), cell(m, "accuracy"), cell(m, "macro_f1"),
-                     *(f"{m['over_seeds']['per_class_f1'][x]['mean']:.3f}" for x in labels)])
-        if "parse_failure_rate" in m:
-            rows[-1][0] += f" (parse failures {m['parse_failure_rate']:.1%})"
-    return head, rows
-
-
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 th{background:#f2f2f2}img{max-width:100%}pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.85em}
@@ -264,7 +222,7 @@ th{background:#f2f2f2}img{max-width:100%}pre{background:#f7f7f7;padding:.8em;ove
 
 def _html(results, labels, figures, gallery, config, errors, summary, timings) -> str:
     e = html.escape
-    head, rows = _method_table(results, labels)
+    head, rows = method_table(results)
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>rbft report</title>"
              f"<style>{STYLE}</style></head><body>",
              f"<h1>RB-FT report</h1><p>Test set: {results['methods']['zero_shot']['n'] if 'zero_shot' in results['methods'] else ''} "
@@ -273,13 +231,13 @@ def _html(results, labels, figures, gallery, config, errors, summary, timings) -
     warnings = collapsed(results)
     if warnings:
         parts.append("<ul class=rejected>" + "".join(f"<li>{e(x)}</li>" for x in warnings) + "</ul>")
-    comparison = _comparison_lines(results)
+    comparison = comparison_lines(results) + ablation_lines(results)
     if comparison:
         parts.append("<h3>RB-FT minus direct SFT (paired, same test videos)</h3><ul>"
                      + "".join(f"<li>{e(x)}</li>" for x in comparison) + "</ul>")
     if "label_budget" in figures:
         parts += ["<h2>Label budget</h2>", _img(figures["label_budget"], "label-budget curve"),
-                  _table(*budget_rows(results))]
+                  _table(*budget_table(results))]
     parts += ["<h2>Per-class F1</h2>", _img(figures["per_class"], "per-class F1"),
               "<h2>Confusion matrices</h2>", _img(figures["confusion"], "confusion matrices")]
     if "curves" in figures:
@@ -288,8 +246,7 @@ def _html(results, labels, figures, gallery, config, errors, summary, timings) -
     if attention:
         parts.append(f"<h2>Attention of the label token</h2><p>Layers: {e(str(attention.get('layers')))}.</p>")
         if "focus" in attention:
-            parts.append(_table(["method", "focus (attention share in boxes / area share)"],
-                                [[NAMES.get(k, k), f"{v:.3f}"] for k, v in attention["focus"].items()]))
+            parts.append(_table(*focus_table(results)))
         parts += [_img(data, name) for name, data in figures.items() if name.startswith("attention-")]
     parts.append("<h2>Rationales</h2>")
     if summary:
@@ -312,7 +269,7 @@ def _html(results, labels, figures, gallery, config, errors, summary, timings) -
 
 
 def _markdown(results, labels, figures, gallery, errors, summary, timings) -> str:
-    head, rows = _method_table(results, labels)
+    head, rows = method_table(results)
 
     def table(head, rows):
         cells = lambda row: "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |"  # noqa: E731
@@ -320,20 +277,19 @@ def _markdown(results, labels, figures, gallery, errors, summary, timings) -> st
 
     parts = ["# RB-FT report", "", f"Seeds {', '.join(map(str, results['seeds']))}; labels {', '.join(labels)}.",
              "", "## Methods", "", table(head, rows), "", *(f"- **warning**: {x}" for x in collapsed(results)), ""]
-    comparison = _comparison_lines(results)
+    comparison = comparison_lines(results) + ablation_lines(results)
     if comparison:
         parts += ["### RB-FT minus direct SFT", "", *(f"- {x}" for x in comparison), ""]
     if "label_budget" in figures:
         parts += ["## Label budget", "", f"![label-budget curve]({FILES}/label_budget.png)", "",
-                  table(*budget_rows(results)), ""]
+                  table(*budget_table(results)), ""]
     parts += ["## Figures", "", f"![per-class F1]({FILES}/per_class.png)", "",
               f"![confusion matrices]({FILES}/confusion.png)", ""]
     if "curves" in figures:
         parts += [f"![training curves]({FILES}/curves.png)", ""]
     attention = results.get("attention", {})
     if attention.get("focus"):
-        parts += ["## Attention focus", "", table(["method", "focus"],
-                                                 [[NAMES.get(k, k), f"{v:.3f}"] for k, v in attention["focus"].items()]), ""]
+        parts += ["## Attention focus", "", table(*focus_table(results)), ""]
     parts += [f"![attention {name}]({FILES}/{name}.png)" for name in figures if name.startswith("attention-")]
     parts += ["", "## Rationales", ""]
     if summary:

@@ -13,12 +13,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rbft.config import ExperimentConfig
-from rbft.data.collate import Example, VideoChatCollator
+from rbft.data.collate import Example
+from rbft.data.rationales import RationaleStore
 from rbft.errors import ConfigError
-from rbft.modeling import load_model, load_processor, save_model
+from rbft.modeling import load_for_videos, save_model
 from rbft.prompts import rationale_prompt, system_prompt
-from rbft.stages import process_state
-from rbft.training import TrainSettings, train
+from rbft.runs import Run, by_main, stage_key
+from rbft.stages.rationales import FILE
+from rbft.training import train
+
+
+def stage1(run: Run, seed: int, frames: Callable) -> None:
+    """The stage: M_inter for `seed` in `models/stage1/seed<k>`, from the run's rationales."""
+
+    def go(work: Path, dest: Path) -> None:
+        rationales = list(RationaleStore(run.out / FILE).records.values())
+        train_m_inter(run.config, rationales, frames, work, dest, seed)
+
+    run.training("stage1", seed, stage_key(run.config, "stage1", seed), go)
 
 
 def stage1_examples(config: ExperimentConfig, rationales: Sequence[dict]) -> list[Example]:
@@ -28,20 +40,15 @@ def stage1_examples(config: ExperimentConfig, rationales: Sequence[dict]) -> lis
             if not r.get("rejected")]
 
 
-def stage1(config: ExperimentConfig, rationales: Sequence[dict], frames: Callable, work: Path, out: Path,
-           seed: int) -> Path:
+def train_m_inter(config: ExperimentConfig, rationales: Sequence[dict], frames: Callable, work: Path, out: Path,
+                  seed: int) -> Path:
     """Train the base model on the rationales (checkpoints in `work`); write M_inter to `out`."""
     examples = stage1_examples(config, rationales)
     if not examples:
         raise ConfigError("Stage I has no rationale to train on: every record was rejected or failed "
                           "(see rationales_summary.json; lower rationales.min_words or change the source)")
     m = config.model
-    processor = load_processor(m.name_or_path, m.trust_remote_code)
-    model = load_model(m.name_or_path, m.dtype, m.attn_implementation, m.trust_remote_code)
-    settings = TrainSettings.of(config.training, config.training.stage1, seed)
-    trained = train(model, VideoChatCollator(processor, frames), examples, work, settings)
-    state = process_state()
-    if state.is_main_process:  # one writer; the others wait for the folder
-        save_model(trained, processor, out, merge=True)
-    state.wait_for_everyone()
+    model, collator = load_for_videos(m.name_or_path, frames, m.dtype, m.attn_implementation, m.trust_remote_code)
+    trained = train(model, collator, examples, work, config.training, config.training.stage1, seed)
+    by_main(lambda: save_model(trained, collator.processor, out, merge=True))
     return out

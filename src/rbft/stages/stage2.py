@@ -1,6 +1,6 @@
 """Stage II: supervised fine-tuning on (video, P_label) -> <label>, from M_inter; yields M*.
 
-Direct SFT (`rbft.stages.direct_sft`) is this same function started from the base model,
+Direct SFT (`rbft.stages.direct_sft`) is `label_finetune` started from the base model,
 so the baseline gets exactly Stage II's settings and budget. With a val split and
 `training.select_best`, the epoch with the best val macro-F1 (by label scoring) is kept.
 Labels are plain text in angle brackets (`<abnormal>`), not added tokens: every method
@@ -10,26 +10,33 @@ zero-shot model is asked for the very reply the fine-tuned ones learnt.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sklearn.metrics import f1_score
 
-from rbft.config import ExperimentConfig, TaskConfig
-from rbft.data.collate import Example, VideoChatCollator
+from rbft.config import ExperimentConfig
 from rbft.data.manifest import VideoRecord
-from rbft.modeling import load_model, load_processor, save_model
-from rbft.prompts import label_prompt, label_target, system_prompt
+from rbft.errors import ConfigError
+from rbft.modeling import load_for_videos, save_model
+from rbft.predict import write_task
+from rbft.prompts import label_examples, label_target
+from rbft.runs import Run, by_main, stage_key
 from rbft.scoring import label_logprobs
-from rbft.stages import process_state
-from rbft.training import TrainSettings, train
+from rbft.training import train
 
 
-def label_examples(task: TaskConfig, videos: Sequence[VideoRecord]) -> list[Example]:
-    """(video, P_label) -> `<label>` with the persona; a video without a label (scoring only) gets no target."""
-    prompt, system = label_prompt(task), system_prompt(task)
-    return [Example(v.id, v.video, prompt, label_target(v.label) if v.label else "", system) for v in videos]
+def stage2(run: Run, seed: int, splits: dict[str, list[VideoRecord]], frames: Callable) -> None:
+    """The stage: M* for `seed` in `models/rbft/seed<k>`, M_inter of the same seed fine-tuned on the labels."""
+    config = run.config
+
+    def go(work: Path, dest: Path) -> None:
+        if not run.is_done(f"stage1-seed{seed}", stage_key(config, "stage1", seed)):
+            raise ConfigError(f"stage2 (seed {seed}) starts from Stage I's model, which is not done with these "
+                              "settings: run `rbft run CONFIG` (or --only stage1) first")
+        label_finetune(config, run.model_dir("stage1", seed), splits["train"], splits["val"], frames, work, dest, seed)
+
+    run.training("stage2", seed, stage_key(config, "stage2", seed), go)
 
 
 def val_macro_f1(config: ExperimentConfig, collator, val: Sequence[VideoRecord]) -> Callable:
@@ -45,34 +52,18 @@ def val_macro_f1(config: ExperimentConfig, collator, val: Sequence[VideoRecord])
     return score
 
 
-TASK_FILE = "rbft_task.json"
-
-
-def write_task(config: ExperimentConfig, model_dir: Path) -> None:
-    """What `rbft predict` needs beside the weights: the task (persona, question, labels) and the frame sampling."""
-    (model_dir / TASK_FILE).write_text(json.dumps({"task": config.task.model_dump(),
-                                                   "data": config.data.model_dump(mode="json")}, indent=2) + "\n")
-
-
 def label_finetune(config: ExperimentConfig, start: str | Path, train_videos: Sequence[VideoRecord],
                    val_videos: Sequence[VideoRecord], frames: Callable, work: Path, out: Path, seed: int) -> Path:
     """Fine-tune the model at `start` on the labels (checkpoints in `work`); write the classifier to `out`."""
-    m = config.model
-    processor = load_processor(start, m.trust_remote_code)
-    model = load_model(start, m.dtype, m.attn_implementation, m.trust_remote_code)
-    collator = VideoChatCollator(processor, frames)
-    select = val_macro_f1(config, collator, val_videos) if val_videos and config.training.select_best else None
-    settings = TrainSettings.of(config.training, config.training.stage2, seed, config.training.balance)
-    trained = train(model, collator, label_examples(config.task, train_videos), work, settings, select=select)
-    state = process_state()
-    if state.is_main_process:  # one writer; the others wait for the folder
-        save_model(trained, processor, out, merge=False)
+    m, t = config.model, config.training
+    model, collator = load_for_videos(start, frames, m.dtype, m.attn_implementation, m.trust_remote_code)
+    select = val_macro_f1(config, collator, val_videos) if val_videos and t.select_best else None
+    trained = train(model, collator, label_examples(config.task, train_videos), work, t, t.stage2, seed,
+                    balance=t.balance, select=select)
+
+    def write() -> None:
+        save_model(trained, collator.processor, out, merge=False)
         write_task(config, out)
-    state.wait_for_everyone()
+
+    by_main(write)
     return out
-
-
-def stage2(config: ExperimentConfig, m_inter: Path, train_videos, val_videos, frames, work: Path, out: Path,
-           seed: int) -> Path:
-    """M* = M_inter fine-tuned on the labels."""
-    return label_finetune(config, m_inter, train_videos, val_videos, frames, work, out, seed)

@@ -1,6 +1,10 @@
-"""Write the world to disk: video files, scene records, and one manifest per task.
+"""Write the world to disk: video files, scene records, one manifest per task, and the ground truth the stages read.
 
-`generate_world(out, seed)` is what `rbft world generate` runs. Clip `i` of a world
+`generate_world(out, seed)` is what `rbft world generate` runs. Besides each task's manifest
+it writes what the world knows and a real dataset rarely does, in the files of
+`rbft.data.annotations`: every clip's boxes of what matters (its subjects, the package, the
+trash can), frame by frame, and each task's ground-truth rationales (the scene record in
+rbft's rationale layout, ending in the label), so no stage has to know the world. Clip `i` of a world
 with seed `s` is drawn from `numpy.random.default_rng([s, i])` and encoded with
 single-threaded x264 and bit-exact muxing, so the same seed gives byte-identical
 videos, records and manifests on every run.
@@ -17,11 +21,16 @@ import av
 import numpy as np
 import yaml
 
-from rbft.world.render import FPS, render
-from rbft.world.scenes import SceneRecord, sample_scenario
-from rbft.world.tasks import TASKS, label
+from rbft.data.annotations import BOXES, scene_rationales_file
+from rbft.data.jsonl import read_jsonl, write_jsonl
+from rbft.prompts import CONCLUSION, label_target
+from rbft.world.captions import structured
+from rbft.world.render import FPS, SIZE, render
+from rbft.world.scenes import SceneRecord, sample_scenario, scene_record
+from rbft.world.tasks import TASKS, explain, label
 
 WORLD_VERSION = 2
+SALIENT_OBJECTS = ("package", "trash can")  # besides the subjects, what the tasks' verdicts rest on
 
 
 @dataclass(frozen=True)
@@ -103,9 +112,41 @@ def generate_world(out: str | Path, seed: int = 0, splits: Splits = Splits(), on
                 counts[task][split][name] += 1
         (out / f"{task}.yaml").write_text(_task_yaml(config))
         (out / f"experiment-{task}.yaml").write_text(_experiment_yaml(task, config))
+    write_ground_truth(out)
     info = {"version": WORLD_VERSION, "seed": seed, "splits": splits.__dict__, "labels": counts}
     (out / "world.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return info
+
+
+def write_ground_truth(world: str | Path) -> None:
+    """From the world's scene records: `boxes.jsonl` and each task's `<task>.scene-rationales.jsonl`."""
+    world = Path(world)
+    rows = load_scenes(world)
+    write_jsonl(world / BOXES, [{"id": i, "fps": FPS, "size": [SIZE, SIZE], "frames": salient_boxes(row)}
+                                for i, row in rows.items()])
+    records = [scene_record(row) for row in rows.values()]
+    for task in TASKS:
+        write_jsonl(scene_rationales_file(world / f"{task}.jsonl", task),
+                    [{"id": r.id, "rationale": scene_rationale(task, r), "model": "scene-record"} for r in records])
+
+
+def has_ground_truth(world: str | Path) -> bool:
+    """Whether the world holds the files `write_ground_truth` writes (worlds drawn by older rbft lack them)."""
+    world = Path(world)
+    return (world / BOXES).is_file() and all(scene_rationales_file(world / f"{t}.jsonl", t).is_file() for t in TASKS)
+
+
+def salient_boxes(row: dict) -> list[list[list[int]]]:
+    """Per frame, the boxes of a scene record's subjects and salient objects that are in view."""
+    tracks = [s["boxes"] for s in row["subjects"]] + [row["objects"][o] for o in SALIENT_OBJECTS if o in row["objects"]]
+    frames = max(map(len, tracks), default=0)
+    return [[track[i] for track in tracks if i < len(track) and track[i] is not None] for i in range(frames)]
+
+
+def scene_rationale(task: str, record: SceneRecord) -> str:
+    """The ground truth of a clip, in the rationale layout, ending in its label for `task`."""
+    return (f"{structured(record)}\nReasoning: {explain(task, record)}\n"
+            f"{CONCLUSION} {label_target(label(task, record)[0])}")
 
 
 def _task_yaml(config) -> str:
@@ -131,5 +172,4 @@ def _experiment_yaml(task: str, config) -> str:
 
 def load_scenes(world: str | Path) -> dict[str, dict]:
     """The scene records of a generated world, by clip id."""
-    with open(Path(world) / "scenes.jsonl") as f:
-        return {row["id"]: row for row in map(json.loads, f)}
+    return {row["id"]: row for row in read_jsonl(Path(world) / "scenes.jsonl")}

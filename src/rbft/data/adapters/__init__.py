@@ -32,7 +32,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rbft.data.manifest import VIDEO_SUFFIXES, write_jsonl
+from rbft.data.jsonl import write_jsonl
+from rbft.data.manifest import VIDEO_SUFFIXES
 from rbft.errors import DataError
 
 FORMATS = ("smarthome-bench", "multihateclip", "rbft-authors")

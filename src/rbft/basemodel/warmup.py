@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from rbft.config import StageConfig, TrainingConfig
+from rbft.modeling import vision_tower
 from rbft.training import train
 from rbft.world.scenes import SCENES, SUBJECTS, SceneRecord
 from rbft.world.sprites import RGB
@@ -134,7 +136,8 @@ def accuracy(classifier: ClipClassifier, collator: FactsCollator, examples: Sequ
 
 
 def warm_up(model, processor, records: Sequence[SceneRecord], work: Path, frames: dict[Path, np.ndarray],
-            settings, dense: float, held_out: int = 100) -> dict[str, dict[str, float]]:
+            training: TrainingConfig, stage: StageConfig, seed: int, dense: float,
+            held_out: int = 100) -> dict[str, dict[str, float]]:
     """Train `model`'s vision tower (in place) as a `ClipClassifier` of `records`' facts; returns its accuracy.
 
     It trains on every frame pair of the clips, plain and mirrored (see `views`). The last `held_out`
@@ -145,8 +148,8 @@ def warm_up(model, processor, records: Sequence[SceneRecord], work: Path, frames
     fit, held = records[:len(records) - held_out], records[len(records) - held_out:]
     videos = work / "videos"
     collator = FactsCollator(processor, frames.__getitem__, {r.id: r for r in records})
-    classifier = ClipClassifier(model.model.visual, model.config.text_config.hidden_size, dense)
-    train(classifier, collator, views(fit, videos, frames), work / "warmup", settings)
+    classifier = ClipClassifier(*vision_tower(model), dense)
+    train(classifier, collator, views(fit, videos, frames), work / "warmup", training, stage, seed)
     scores = {"train": accuracy(classifier, collator, views(fit[:max(held_out, 1)], videos, frames, False))}
     if held:
         scores["held_out"] = accuracy(classifier, collator, views(held, videos, frames, False))

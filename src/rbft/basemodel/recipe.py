@@ -2,11 +2,11 @@
 
 Steps: draw and encode pretraining clips (their own seed, never the task splits'),
 decode them as any video is decoded, train a tokenizer on the caption corpus, build
-the model from `basemodel.model_config`, warm up its vision tower as a classifier of
-the clips' facts (`rbft.world.warmup`), then train the language side from scratch on
+the model from `architecture.model_config`, warm up its vision tower as a classifier of
+the clips' facts (`rbft.basemodel.warmup`), then train the language side from scratch on
 (clip, generic prompt) -> description conversations. Both phases train through
 `rbft.training`. No task label is ever a target. The result is a standard Hugging Face
-folder with a model card.
+folder with a model card (`rbft.basemodel.card`).
 """
 
 from __future__ import annotations
@@ -14,21 +14,25 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from rbft.basemodel.architecture import build_processor, corpus, model_config, train_tokenizer
+from rbft.basemodel.card import write_card
+from rbft.basemodel.warmup import warm_up
+from rbft.config import StageConfig, TrainingConfig
 from rbft.data.collate import Example, VideoChatCollator
-from rbft.data.video import FrameSampling, read_video
+from rbft.data.jsonl import read_jsonl
+from rbft.data.video import read_video
 from rbft.modeling import new_model
 from rbft.prompts import DIMENSIONS, LAYOUT
-from rbft.training import TrainSettings, train
-from rbft.world.basemodel import build_processor, corpus, model_config, train_tokenizer
+from rbft.sampling import FrameSampling
+from rbft.training import train
 from rbft.world.captions import PROMPTS, answer
 from rbft.world.generate import generate_clips
-from rbft.world.warmup import warm_up
 
 KIND_WEIGHTS = {"structured": 0.45, "caption": 0.25, "who": 0.1, "where": 0.08, "action": 0.08, "time": 0.04}
 SYSTEMS = (None, None, "You are a video analyst.", "You are a careful observer of home camera footage.",
@@ -59,7 +63,7 @@ class Recipe:
     init_seed: int = 0
     zoom_share: float = 0.4  # clips shown as a close-up of the main subject (see `close_up`)
     # epochs of the vision tower's warm-up as a classifier of the clips' facts, over every frame pair
-    # of every clip, plain and mirrored (`rbft.world.warmup`); after one, the tower stays frozen
+    # of every clip, plain and mirrored (`rbft.basemodel.warmup`); after one, the tower stays frozen
     # while the language side learns to talk
     warmup_epochs: float = 3.0
     warmup_batch_size: int = 32  # frame pairs
@@ -72,6 +76,12 @@ class Recipe:
     def key(self) -> str:
         """Names the work folder, so a rerun of the same recipe resumes and another recipe starts afresh."""
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+    def training(self) -> TrainingConfig:
+        """Both phases' training settings (full training; each phase names its own budget)."""
+        return TrainingConfig(method="full", train_vision=True, batch_size=self.batch_size, gradient_accumulation=1,
+                              warmup_ratio=self.warmup_ratio, weight_decay=self.weight_decay, logging_steps=20,
+                              report_to=[])
 
 
 def _prompt(kind: str, rng: np.random.Generator, layout_share: float) -> str:
@@ -160,25 +170,25 @@ def pretrain(out: str | Path, work: str | Path, recipe: Recipe = Recipe(), log=p
     tokenizer = train_tokenizer(corpus())
     processor = build_processor(tokenizer)
     model = new_model(model_config(tokenizer), seed=recipe.init_seed)
-    settings = TrainSettings(epochs=recipe.warmup_epochs, learning_rate=recipe.learning_rate, method="full",
-                             train_vision=True, batch_size=recipe.batch_size, warmup_ratio=recipe.warmup_ratio,
-                             weight_decay=recipe.weight_decay, seed=recipe.init_seed, logging_steps=20)
+    training = recipe.training()
     tower = {}
     if recipe.warmup_epochs > 0:
         log(f"warming up the vision tower on the frame pairs of {len(records)} clips for {recipe.warmup_epochs} "
             "epochs ...")
-        tower["vision_warmup"] = warm_up(model, processor, records, work, frames,
-                                         replace(settings, batch_size=recipe.warmup_batch_size,
-                                                 learning_rate=recipe.warmup_learning_rate), recipe.warmup_dense)
+        tower["vision_warmup"] = warm_up(
+            model, processor, records, work, frames, training.model_copy(update={"batch_size": recipe.warmup_batch_size}),
+            StageConfig(epochs=recipe.warmup_epochs, learning_rate=recipe.warmup_learning_rate), recipe.init_seed,
+            recipe.warmup_dense)
         log(f"vision tower, facts named right: {tower['vision_warmup']}")
     warmed = time.perf_counter()
     examples = examples_for(records, work / "videos", recipe.examples_per_clip, np.random.default_rng(recipe.seed),
                             recipe.layout_share)
     collator = VideoChatCollator(processor, frames.__getitem__)
-    settings = replace(settings, epochs=recipe.epochs, train_vision=recipe.warmup_epochs == 0)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"training {n_params / 1e6:.1f}M parameters on {len(examples)} conversations for {recipe.epochs} epochs ...")
-    model = train(model, collator, examples, work / "train", settings)
+    model = train(model, collator, examples, work / "train",
+                  training.model_copy(update={"train_vision": recipe.warmup_epochs == 0}),
+                  StageConfig(epochs=recipe.epochs, learning_rate=recipe.learning_rate), recipe.init_seed)
     trained = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
@@ -193,89 +203,6 @@ def pretrain(out: str | Path, work: str | Path, recipe: Recipe = Recipe(), log=p
 
 
 def _final_loss(log_path: Path) -> float | None:
-    rows = [json.loads(line) for line in log_path.read_text().splitlines()]
+    rows = read_jsonl(log_path)
     losses = [row["loss"] for row in rows if "loss" in row] or [row["train_loss"] for row in rows if "train_loss" in row]
     return round(float(np.mean(losses[-5:])), 4) if losses else None
-
-
-def write_card(model_dir: str | Path, scores: dict | None = None) -> Path:
-    """The model card: how the model was made (from `pretrain.json`) and, when given, what it scores."""
-    model_dir = Path(model_dir)
-    facts = json.loads((model_dir / "pretrain.json").read_text())
-    if scores is not None:
-        facts["scores"] = scores
-        (model_dir / "pretrain.json").write_text(json.dumps(facts, indent=2) + "\n")
-    recipe = facts["recipe"]
-    warmed = []  # the vision warm-up's line, when the recipe had one
-    if recipe.get("warmup_epochs"):
-        warm = facts["vision_warmup"]
-        seen = warm.get("held_out", warm["train"])
-        measured = f"{'held-out' if 'held_out' in warm else 'its'} pretraining clips"
-        how = "epochs "
-        if "warmup_batch_size" in recipe:  # older recipes (no such field) warmed up on whole clips
-            how = (f"epochs over every frame pair (temporal patch) of the clips, plain and mirrored, in batches of "
-                   f"{recipe['warmup_batch_size']} at a learning rate of {recipe['warmup_learning_rate']}, ")
-            measured = f"the frame pairs of {measured}"
-        warmed = [
-            f"- Vision warm-up: before the language training, the vision tower trained {recipe['warmup_epochs']:g} "
-            f"{how}as a classifier of the main subject, its colour, the scene and the time of day (heads on its "
-            "max-pooled and on each of its tokens, dropped afterwards), then stayed frozen; it named the subject "
-            f"right in {seen['subject']:.0%} of {measured} ({facts['seconds']['vision_warmup'] / 60:.1f} minutes)."]
-    laid_out = ""  # older recipes (no such field) never asked for the layout
-    if recipe.get("layout_share"):
-        laid_out = (f"; {recipe['layout_share']:.0%} of the four-dimension prompts with a question also ask for "
-                    "the dimensions in rbft's rationale layout")
-    lines = [
-        "---", "license: apache-2.0", "library_name: transformers", "pipeline_tag: image-text-to-text", "---", "",
-        "# rbft-world-base", "",
-        "A tiny Qwen2-VL (`Qwen2VLForConditionalGeneration`) that rbft pretrains on its synthetic smart-home world "
-        "and ships as the base model of `rbft demo`. It describes world clips (subjects, attributes, actions, "
-        "scenes) and has never seen a task label: the starting point of RB-FT's rationale gap.", "",
-        "## How it was made", "",
-        f"- Architecture: Qwen2-VL at toy scale, {facts['parameters'] / 1e6:.1f}M parameters; vision tower of 4 "
-        "layers (width 192), 16-pixel patches, pairs of frames, no spatial merge (8x8 tokens per frame pair at "
-        "128x128); language model of 4 layers (width 256).",
-        "- Tokenizer: byte-level BPE with Qwen2's pre-tokenization, trained offline on the world's caption corpus "
-        "(any text still encodes, byte by byte).",
-        f"- Data: {recipe['clips']} world clips drawn with seed {recipe['seed']} (never the task splits' seeds), "
-        f"8 frames each ({recipe.get('zoom_share', 0):.0%} of them as close-ups of the main subject), "
-        f"{facts['conversations']} conversations of a generic prompt (describe along four dimensions, "
-        f"caption, who, where, what action, day or night{laid_out}) and the answer written from the clip's scene "
-        "record.",
-        f"- Training: from random weights, full training{' of the language model' if warmed else ''} "
-        "through `rbft.training` (Hugging Face Trainer), "
-        f"{recipe['epochs']} epochs, batch {recipe['batch_size']}, AdamW at {recipe['learning_rate']} with cosine "
-        f"schedule and {recipe['warmup_ratio']:.0%} warmup, weight decay {recipe['weight_decay']}; final loss "
-        f"{facts['final_loss']}; {facts['seconds']['training'] / 60:.1f} minutes of training on a 2-core CPU.",
-        *warmed,
-        f"- Remake it: `rbft world pretrain --out DIR"
-        f"{' --vision-warmup %g' % recipe['warmup_epochs'] if warmed else ''}` (the recipe is "
-        "`rbft.world.pretrain.Recipe`).", "",
-    ]
-    if "scores" in facts:
-        s = facts["scores"]
-        lines += [
-            "## What it scores", "",
-            f"Measured by `benchmarks/base_model.py` on {s['n']} held-out world clips with the `home-security` "
-            "rationale-style prompt:", "",
-            "| figure | value |", "| --- | --- |",
-            f"| main subject named right | {s['subject_accuracy']:.3f} |",
-            f"| scene named right | {s['scene_accuracy']:.3f} |",
-            f"| main action named right | {s['action_accuracy']:.3f} |",
-            f"| home-security macro-F1, zero-shot (label scoring) | {s['zero_shot_macro_f1']:.3f} |",
-            f"| home-security macro-F1 after a {s['finetune_epochs']:g}-epoch fine-tune on {s['train_clips']} "
-            f"labelled clips | {s['finetuned_macro_f1']:.3f} |", "",
-        ]
-        short = [name for name in ("subject", "scene") if s[f"{name}_accuracy"] < 0.8]
-        if short:
-            lines += [f"Below rbft's goal of 0.8 for naming the main {' and the '.join(short)}: where its rationales "
-                      f"name the wrong {short[0]}, they describe it in the same confident words as a right one.", ""]
-    lines += [
-        "## Use and limits", "",
-        "For rbft's demo, tests and tutorials only: it knows nothing outside the synthetic world. Load it with "
-        "`AutoModelForImageTextToText.from_pretrained` and `AutoProcessor.from_pretrained`, or as "
-        "`rbft-world-base` in an rbft config.", "",
-    ]
-    card = model_dir / "README.md"
-    card.write_text("\n".join(lines))
-    return card

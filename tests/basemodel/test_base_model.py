@@ -12,9 +12,9 @@ from rbft.modeling import SHIPPED_MODEL
 from rbft.prompts import rationale_prompt
 from rbft.world.generate import Splits, generate_world, load_scenes, make_clip
 from rbft.world.judge import named_scene, named_subject
-from rbft.world.pretrain import DIMENSION_LAYOUT, SAMPLING, Recipe, close_up, examples_for, pretrain
+from rbft.basemodel.recipe import DIMENSION_LAYOUT, SAMPLING, Recipe, close_up, examples_for, pretrain
 from rbft.world.tasks import TASKS
-from rbft.world.warmup import FactsCollator, View, fact_ids, views
+from rbft.basemodel.warmup import FactsCollator, View, fact_ids, views
 
 
 def _describe(model, processor, frames: list, prompt: str = "Describe the video.") -> list[str]:

@@ -1,4 +1,4 @@
-"""The tiny base VLM's parts: a Qwen2-VL architecture at toy scale, its tokenizer and processor.
+"""The shipped base model's parts: a Qwen2-VL architecture at toy scale, its tokenizer and processor.
 
 Why Qwen2-VL: it is the family the paper fine-tunes (Qwen2.5-VL), its video path is
 the simplest of the real families (patches of two frames, no window attention), and
@@ -14,8 +14,8 @@ import json
 
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import Qwen2Tokenizer, Qwen2VLConfig, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
+from rbft.modeling import qwen2_tokenizer, qwen2_vl_config, qwen2_vl_processor
 from rbft.world.captions import PROMPTS, answer
 from rbft.world.scenes import sample_scenario
 from rbft.world.tasks import TASKS
@@ -60,10 +60,10 @@ def corpus(n_records: int = 3000, seed: int = 12345) -> list[str]:
     return texts
 
 
-def train_tokenizer(texts: list[str], vocab_size: int = VOCAB_SIZE) -> Qwen2Tokenizer:
+def train_tokenizer(texts: list[str], vocab_size: int = VOCAB_SIZE):
     """A byte-level BPE tokenizer, Qwen2's pre-tokenization, trained on `texts` (any text still encodes)."""
     backend = Tokenizer(models.BPE())
-    probe = Qwen2Tokenizer(vocab={"<|endoftext|>": 0}, merges=[])
+    probe = qwen2_tokenizer({"<|endoftext|>": 0}, [])
     backend.normalizer = probe.backend_tokenizer.normalizer
     backend.pre_tokenizer = probe.backend_tokenizer.pre_tokenizer
     backend.decoder = decoders.ByteLevel()
@@ -72,19 +72,17 @@ def train_tokenizer(texts: list[str], vocab_size: int = VOCAB_SIZE) -> Qwen2Toke
     backend.train_from_iterator(texts, trainer)
     trained = json.loads(backend.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in trained["merges"]]
-    return Qwen2Tokenizer(vocab=trained["vocab"], merges=merges, additional_special_tokens=SPECIAL[1:],
-                          model_max_length=4096)
+    return qwen2_tokenizer(trained["vocab"], merges, SPECIAL[1:], max_length=4096)
 
 
-def build_processor(tokenizer: Qwen2Tokenizer) -> Qwen2VLProcessor:
+def build_processor(tokenizer):
     """Qwen2-VL's processor with the tiny model's patching: 16-pixel patches, no spatial merge."""
-    sizes = dict(patch_size=PATCH, temporal_patch_size=2, merge_size=1, cap_pixels_per_frame=True,
-                 size={"shortest_edge": 4 * PATCH * PATCH, "longest_edge": FRAME_PIXELS})
-    return Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(**sizes), tokenizer=tokenizer,
-                            video_processor=Qwen2VLVideoProcessor(**sizes), chat_template=CHAT_TEMPLATE)
+    return qwen2_vl_processor(tokenizer, CHAT_TEMPLATE, patch_size=PATCH, temporal_patch_size=2, merge_size=1,
+                              cap_pixels_per_frame=True,
+                              size={"shortest_edge": 4 * PATCH * PATCH, "longest_edge": FRAME_PIXELS})
 
 
-def model_config(tokenizer: Qwen2Tokenizer) -> Qwen2VLConfig:
+def model_config(tokenizer):
     """About 5M parameters: a 4-layer vision tower (width 192) and a 4-layer language model (width 256)."""
     ids = tokenizer.convert_tokens_to_ids
     text = dict(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=768, num_hidden_layers=4,
@@ -94,6 +92,6 @@ def model_config(tokenizer: Qwen2Tokenizer) -> Qwen2VLConfig:
                 tie_word_embeddings=True)
     vision = dict(depth=4, embed_dim=192, hidden_size=256, num_heads=4, mlp_ratio=3, patch_size=PATCH,
                   spatial_merge_size=1, temporal_patch_size=2)
-    return Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
-                         video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
-                         vision_end_token_id=ids("<|vision_end|>"), tie_word_embeddings=True)
+    return qwen2_vl_config(text, vision, image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+                           vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+                           tie_word_embeddings=True)

@@ -1,0 +1,57 @@
+"""`rbft predict`: a classifier that rbft trained, on any video files.
+
+A label stage (Stage II, direct SFT) writes `rbft_task.json` beside the classifier's weights:
+the task (persona, question, labels) and the frame sampling it was trained with, so the
+classifier is judged on new videos exactly as it was on the test split, by label scoring.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from rbft.config import DataConfig, ExperimentConfig, TaskConfig
+from rbft.data.cache import FrameCache
+from rbft.data.manifest import VideoRecord
+from rbft.errors import ConfigError, VideoError
+from rbft.scoring import label_scores
+
+TASK_FILE = "rbft_task.json"
+
+
+def write_task(config: ExperimentConfig, model_dir: Path) -> None:
+    """What `rbft predict` needs beside the weights: the task (persona, question, labels) and the frame sampling."""
+    (model_dir / TASK_FILE).write_text(json.dumps({"task": config.task.model_dump(),
+                                                   "data": config.data.model_dump(mode="json")}, indent=2) + "\n")
+
+
+def classify(model_dir: str | Path, videos: Sequence[Path], batch_size: int = 8) -> list[dict]:
+    """Each video's label by a classifier that rbft trained (its folder holds the task).
+
+    Returns one dict per video, in order: `video`, `predicted` and `scores` (per-label
+    log-probabilities), or `error` (the video error's kind) and `message`.
+    """
+    meta_path = Path(model_dir) / TASK_FILE
+    if not meta_path.is_file():
+        raise ConfigError(f"{model_dir}: no {TASK_FILE}; point --model at a classifier rbft trained "
+                          "(runs/<name>/models/rbft/seed0 or models/direct_sft/seed0)")
+    meta = json.loads(meta_path.read_text())
+    task, sampling = TaskConfig(**meta["task"]), DataConfig(**meta["data"]).sampling()
+    cache, out, clips = FrameCache(), [], {}
+    for video in videos:
+        try:
+            clips[Path(video)] = cache.load(video, sampling)
+            out.append({"video": str(video)})
+        except VideoError as e:
+            out.append({"video": str(video), "error": e.kind, "message": e.message})
+    usable = [VideoRecord(r["video"], Path(r["video"]), None, "test") for r in out if "error" not in r]
+    if usable:
+        labels = list(task.labels)
+        scores = label_scores(task, model_dir, usable, lambda path: clips[path], dtype="float32", batch_size=batch_size)
+        by_video = dict(zip((v.id for v in usable), scores))
+        for r in out:
+            if r["video"] in by_video:
+                row = by_video[r["video"]]
+                r.update(predicted=labels[int(row.argmax())], scores={x: float(s) for x, s in zip(labels, row)})
+    return out

@@ -1,0 +1,62 @@
+"""The run folder's stage keys: a run folder made by an earlier rbft is resumed, not redone."""
+
+import json
+
+import pytest
+
+from rbft.config import ExperimentConfig
+from rbft.runs import attention_key, eval_key, stage_key
+
+MANIFEST = [{"id": "a", "video": "videos/a.mp4", "label": "normal", "split": "train"},
+            {"id": "b", "video": "videos/b.mp4", "label": "abnormal", "split": "train"},
+            {"id": "c", "video": "videos/c.mp4", "label": "normal", "split": "test"}]
+TASK = {"name": "home-security", "persona": "Smart Home Security Expert", "question": "Normal or abnormal?",
+        "labels": {"normal": "routine", "abnormal": "not routine"}}
+CONFIGS = {
+    "defaults": {"name": "d", "task": TASK, "data": {"manifest": "m.jsonl"}, "model": {"name_or_path": "rbft-world-base"}},
+    "demo": {"name": "demo", "task": TASK, "data": {"manifest": "m.jsonl", "num_frames": 8, "max_pixels": 16384},
+             "model": {"name_or_path": "rbft-world-base", "dtype": "float32"},
+             "rationales": {"source": "scene", "max_new_tokens": 96, "batch_size": 16},
+             "training": {"method": "full", "batch_size": 8, "gradient_accumulation": 1, "balance": "sample",
+                          "stage1": {"epochs": 2, "learning_rate": 2e-4},
+                          "stage2": {"epochs": 4, "learning_rate": 1e-3, "min_steps": 60}},
+             "eval": {"mode": "generate"}, "seeds": [0, 1]},
+    "older": {"name": "o", "task": TASK, "data": {"manifest": "m.jsonl", "fps": 2, "train_limit": 1},
+              "model": {"name_or_path": "rbft-world-base"},
+              "training": {"balance": "none", "stage2": {"min_steps": 0}}, "seeds": [3]},
+}
+# Computed by rbft 8649b07, before the run-folder code moved into rbft.runs. Each key names the settings a
+# finished stage was made with; if one changes, every run folder made before retrains that stage and all
+# after it, so a change here must be on purpose (a recipe that changed), never a side effect.
+EARLIER = {
+    "defaults": {"check": "ea0f87c43de0ca2e", "rationales": "6eeb1d30ed740346", "stage1-seed0": "0163a0d14d225f28",
+                 "stage2-seed0": "473ac779a6d771a9", "direct_sft-seed0": "c58926732824abed",
+                 "eval-zero_shot": "cc2a694e7b69a67c", "eval-rbft-seed0": "8a856e0ca62407cb",
+                 "attention": "0eda658b74bd8792"},
+    "demo": {"check": "1dd1ef47a95ff1d6", "rationales": "29a3c21e5895a9d2", "stage1-seed0": "d8764684c29014f8",
+             "stage2-seed0": "0c2f94e8fef32bd5", "direct_sft-seed0": "59ceab02edf83e91",
+             "eval-zero_shot": "d14925d3f019696a", "eval-rbft-seed0": "3c2b86d040146b95",
+             "attention": "c1676708a88eb0c9"},
+    "older": {"check": "c12967e0724cff6d", "rationales": "4fb4dbe768da1fa8", "stage1-seed3": "972268a1dd1bf895",
+              "stage2-seed3": "f87680873b256c28", "direct_sft-seed3": "f6203ecf5ef5323c",
+              "eval-zero_shot": "62fe0887efb1b6d6", "eval-rbft-seed3": "c6baa882797090f2",
+              "attention": "7177e398fed40642"},
+}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_stage_keys_are_those_an_earlier_rbft_wrote(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the manifest's path is part of the key: the same relative path as then
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in MANIFEST))
+    config = ExperimentConfig.model_validate(CONFIGS[name])
+    seed = config.seeds[0]
+    keys = {stage: stage_key(config, stage) for stage in ("check", "rationales")}
+    keys |= {f"{stage}-seed{seed}": stage_key(config, stage, seed) for stage in ("stage1", "stage2", "direct_sft")}
+    keys["eval-zero_shot"] = eval_key(config, keys["check"], ["c"])
+    keys[f"eval-rbft-seed{seed}"] = eval_key(config, keys[f"stage2-seed{seed}"], ["c"])
+    keys["attention"] = attention_key(config, ["c"])
+    assert keys == EARLIER[name]
+    # and a key does follow what its stage depends on
+    changed = ExperimentConfig.model_validate({**CONFIGS[name], "seeds": [seed + 1]})
+    assert stage_key(changed, "stage1", seed + 1) != keys[f"stage1-seed{seed}"]
+    assert stage_key(changed, "check") == keys["check"]
