@@ -17,7 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from rbft.data.collate import IGNORE, Example
+from rbft.data.collate import IGNORE
+from rbft.data.conversation import Example
 from rbft.modeling import video_grid, video_positions
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rbft.data.collate import Example
+from rbft.data.conversation import Example
 
 
 @dataclass(frozen=True)

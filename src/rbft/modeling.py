@@ -22,8 +22,8 @@ import transformers
 from transformers import (AutoConfig, AutoModelForImageTextToText, AutoProcessor, PretrainedConfig, PreTrainedModel,
                           Qwen2Tokenizer, Qwen2VLConfig, Qwen2VLImageProcessor, Qwen2VLProcessor,
                           Qwen2VLVideoProcessor)
+from transformers.video_utils import VideoMetadata
 
-from rbft.data.collate import VideoChatCollator
 from rbft.errors import ConfigError
 
 # the base VLM that rbft pretrains on its synthetic world and ships (see rbft.basemodel)
@@ -84,9 +84,10 @@ def load_processor(name_or_path: str | Path, trust_remote_code: bool = False):
 
 
 def load_for_videos(name_or_path: str | Path, frames: Callable, dtype: str = "auto",
-                    attn_implementation: str = "sdpa", trust_remote_code: bool = False
-                    ) -> tuple[PreTrainedModel, VideoChatCollator]:
+                    attn_implementation: str = "sdpa", trust_remote_code: bool = False):
     """The model and the collator that feeds it conversations about videos (`frames(path)` gives a clip)."""
+    from rbft.data.collate import VideoChatCollator  # (the collator asks this module how a family takes a video)
+
     processor = load_processor(name_or_path, trust_remote_code)
     model = load_model(name_or_path, dtype, attn_implementation, trust_remote_code)
     return model, VideoChatCollator(processor, frames)
@@ -145,6 +146,21 @@ def _unloadable(source: str, what: str, error: Exception) -> str:
     return f"cannot load the {what} from {source}: {hint}. ({type(error).__name__}: {str(error).splitlines()[0]})"
 
 
+# --- how a family's processor takes a video --------------------------------------------------------
+
+def temporal_patch(processor) -> int:
+    """Frames per temporal patch (2 for the Qwen-VL families): a clip's frame count must be a multiple of it."""
+    return getattr(processor.video_processor, "temporal_patch_size", 1) or 1
+
+
+def frame_times(info, stamps) -> VideoMetadata:
+    """A clip's frame times (seconds) for processors that print them in the prompt (Qwen3-VL, SmolVLM), as
+    transformers' VideoMetadata: a 1000 fps clock, so index / fps is the time in seconds."""
+    return VideoMetadata(total_num_frames=int(info.duration_s * 1000) + 1, fps=1000.0, width=info.width,
+                         height=info.height, duration=info.duration_s,
+                         frames_indices=[int(round(t * 1000)) for t in stamps])
+
+
 # --- the vision tower, and what LoRA adapts -------------------------------------------------------
 
 def is_vision(name: str) -> bool:
@@ -176,6 +192,11 @@ def cache_argument(model) -> str:
     """`cache` in transformers releases that renamed it, `past_key_values` before."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+
+
+def prompt_cache(outputs):
+    """The key/value cache a forward with `use_cache=True` returned (`cache` or `past_key_values`, as `cache_argument`)."""
+    return outputs.cache if getattr(outputs, "cache", None) is not None else outputs.past_key_values
 
 
 def mrope_positions(model, mask: torch.Tensor, width: int, repeat: int) -> dict:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 
 from rbft.config import TaskConfig
-from rbft.data.collate import Example
+from rbft.data.conversation import Example
 from rbft.data.manifest import VideoRecord
 
 DIMENSIONS = ("subjects", "attributes", "actions", "scenes")

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from rbft.config import TaskConfig
-from rbft.data.collate import IGNORE, Example
+from rbft.data.collate import IGNORE
+from rbft.data.conversation import Example
 from rbft.data.manifest import VideoRecord
-from rbft.modeling import cache_argument, load_for_videos, mrope_positions
+from rbft.modeling import cache_argument, load_for_videos, mrope_positions, prompt_cache
 from rbft.prompts import label_examples, label_target
 
 
@@ -53,7 +54,7 @@ def label_logprobs(model, collator, examples: Sequence[Example], targets: Sequen
         total = torch.stack([first[b, reply[0]] for b, _, reply in pairs])
         longest = max(len(reply) for _, _, reply in pairs)
         if longest > 1:  # the rest of every reply, all labels of all rows in one forward from the cache
-            cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+            cache = prompt_cache(out)
             cache.batch_repeat_interleave(len(targets))  # row b -> rows b * n .. b * n + n - 1, as `pairs`
             ids = torch.tensor([reply[1:] + [pad] * (longest - len(reply)) for _, _, reply in pairs])
             mask = torch.cat([batch["attention_mask"].repeat_interleave(len(targets), 0),

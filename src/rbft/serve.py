@@ -23,7 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from rbft.data.collate import Example, VideoChatCollator
+from rbft.data.collate import VideoChatCollator
+from rbft.data.conversation import Example
 from rbft.generation import Decoding, generate_batches
 
 

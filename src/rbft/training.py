@@ -21,7 +21,7 @@ from transformers import PreTrainedModel, PrinterCallback, Trainer, TrainerCallb
 from transformers.trainer_utils import get_last_checkpoint
 
 from rbft.config import ExperimentConfig, StageConfig, TrainingConfig
-from rbft.data.collate import Example
+from rbft.data.conversation import Example
 from rbft.errors import ConfigError
 from rbft.modeling import is_vision, lora_targets, model_skeleton
 

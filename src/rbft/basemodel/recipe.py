@@ -24,7 +24,8 @@ from rbft.basemodel.architecture import build_processor, corpus, model_config, t
 from rbft.basemodel.card import write_card
 from rbft.basemodel.warmup import warm_up
 from rbft.config import StageConfig, TrainingConfig
-from rbft.data.collate import Example, VideoChatCollator
+from rbft.data.collate import VideoChatCollator
+from rbft.data.conversation import Example
 from rbft.data.jsonl import read_jsonl
 from rbft.data.video import read_video
 from rbft.modeling import new_model

@@ -12,33 +12,15 @@ tokenizer (left or right).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from rbft.data.conversation import Example, messages
+from rbft.modeling import frame_times, temporal_patch
+
 IGNORE = -100
-
-
-@dataclass(frozen=True)
-class Example:
-    """One training or scoring conversation: system persona, the video and a prompt, the reply."""
-
-    id: str
-    video: Path
-    prompt: str
-    target: str = ""
-    system: str | None = None
-
-
-def messages(example: Example, with_target: bool = True) -> list[dict]:
-    """The conversation in the Hugging Face chat format, video before the prompt as the paper's code does."""
-    turns = [] if example.system is None else [{"role": "system", "content": [{"type": "text", "text": example.system}]}]
-    turns.append({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": example.prompt}]})
-    if with_target:
-        turns.append({"role": "assistant", "content": [{"type": "text", "text": example.target}]})
-    return turns
 
 
 class VideoChatCollator:
@@ -51,7 +33,7 @@ class VideoChatCollator:
     def __init__(self, processor, frames: Callable[[Path], np.ndarray]):
         self.processor = processor
         self.frames = frames
-        self.temporal = getattr(processor.video_processor, "temporal_patch_size", 1) or 1
+        self.temporal = temporal_patch(processor)
 
     def videos(self, examples: Sequence[Example]) -> tuple[list[np.ndarray], list | None]:
         """Each example's frames (a multiple of the temporal patch), and their timing when known.
@@ -67,7 +49,7 @@ class VideoChatCollator:
             rows = np.arange(keep) % len(frames)  # a clip too short for one temporal patch repeats
             clips.append(frames[rows])
             stamps = getattr(got, "timestamps", None)
-            timing.append(None if stamps is None else _metadata(got, stamps[rows]))
+            timing.append(None if stamps is None else frame_times(got.info, stamps[rows]))
         return clips, (timing if all(t is not None for t in timing) else None)
 
     def encode(self, texts: list[str], videos: tuple[list[np.ndarray], list | None]) -> dict:
@@ -127,13 +109,3 @@ class VideoChatCollator:
             labels[row, begin:end] = batch["input_ids"][row, begin:end]
         batch["labels"] = labels
         return dict(batch)
-
-
-def _metadata(clip, stamps: np.ndarray):
-    """Frame times as transformers' VideoMetadata: a 1000 fps clock, so index / fps is the time in seconds."""
-    from transformers.video_utils import VideoMetadata
-
-    info = clip.info
-    return VideoMetadata(total_num_frames=int(info.duration_s * 1000) + 1, fps=1000.0, width=info.width,
-                         height=info.height, duration=info.duration_s,
-                         frames_indices=[int(round(t * 1000)) for t in stamps])

@@ -19,7 +19,7 @@ import numpy as np
 
 from rbft.attention import coverage, focus, label_attention, scaled
 from rbft.config import ExperimentConfig
-from rbft.data.annotations import boxes_at, read_boxes
+from rbft.data.annotations import BOXES, boxes_at, read_boxes
 from rbft.data.jsonl import read_jsonl
 from rbft.data.manifest import VideoRecord
 from rbft.errors import ConfigError
@@ -36,7 +36,7 @@ def attention(run: Run, test: Sequence[VideoRecord], frames: Callable) -> dict:
         raise ConfigError("attention needs the trained models and their predictions: run `rbft run CONFIG` first")
 
     def work() -> dict:
-        return draw(run.config, test, frames, models, run.out / "attention")
+        return draw(run.config, test, frames, models, run.out / "attention", log=run.log)
 
     facts = run.stage("attention", attention_key(run.config, [v.id for v in test]), work, ("attention",),
                       borrow=False, doing="attention: drawing the label token's attention")
@@ -45,9 +45,13 @@ def attention(run: Run, test: Sequence[VideoRecord], frames: Callable) -> dict:
 
 
 def draw(config: ExperimentConfig, test: Sequence[VideoRecord], frames: Callable,
-         models: dict[str, tuple[Path, Path]], out: Path, count: int = 4, limit: int = 100) -> dict:
+         models: dict[str, tuple[Path, Path]], out: Path, count: int = 4, limit: int = 100,
+         log: Callable[[str], None] = print) -> dict:
     """`models`: method -> (model folder, predictions file). Writes `out/<video id>.png`; returns focus figures."""
     boxes = read_boxes(config.data.manifest)
+    if boxes is None:
+        log(f"attention: no {BOXES} beside the manifest, so no focus figure (a world drawn by an older rbft "
+            "gets one from `rbft world generate`; the same seed draws the same clips)")
     chosen = list(test[:max(count, limit if boxes else 0)])
     grids: dict[str, dict[str, np.ndarray]] = {}
     for method, (model_dir, predictions) in models.items():

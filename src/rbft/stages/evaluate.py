@@ -47,7 +47,7 @@ def evaluate(run: Run, splits: dict[str, list[VideoRecord]], frames: Callable, z
         methods.setdefault(method, []).append(run.out / output)
 
         def work(model=model, output=output) -> None:
-            predict(config, model, test, frames, run.out / output)
+            write_predictions(config, model, test, frames, run.out / output)
 
         run.stage(f"eval-{name}", eval_key(config, trained, [v.id for v in test]), work, (output,), aside=False,
                   doing=f"eval: {name}")
@@ -57,7 +57,7 @@ def evaluate(run: Run, splits: dict[str, list[VideoRecord]], frames: Callable, z
     return summary
 
 
-def predict(config: ExperimentConfig, model_dir: str | Path, videos: Sequence[VideoRecord], frames: Callable,
+def write_predictions(config: ExperimentConfig, model_dir: str | Path, videos: Sequence[VideoRecord], frames: Callable,
             out: Path) -> None:
     """Judge `videos` with the model at `model_dir` as `config.eval` says; write their predictions to `out`
     (label scoring: each label's score; generation: the reply, and `predicted` null when it did not parse)."""

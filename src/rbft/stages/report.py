@@ -4,8 +4,8 @@ Everything comes from the run folder, nothing is recomputed: `results.json` (met
 their spread over seeds, RB-FT minus direct SFT with its interval and paired test,
 ablations, attention focus), the training logs, the attention figures, the rationales
 (a gallery beside their frames, rejected ones with why), `errors.jsonl`, the config and
-the stages' timings. Markdown gets the same tables, its figures as PNG files in
-`report_files/`.
+the stages' timings. The tables are `rbft.results`' (the CLI prints the same ones);
+Markdown gets them too, its figures as PNG files in `report_files/`.
 """
 
 from __future__ import annotations

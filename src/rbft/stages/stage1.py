@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rbft.config import ExperimentConfig
-from rbft.data.collate import Example
+from rbft.data.conversation import Example
 from rbft.data.rationales import RationaleStore
 from rbft.errors import ConfigError
 from rbft.modeling import load_for_videos, save_model
