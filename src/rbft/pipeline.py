@@ -56,19 +56,19 @@ def run(config: ExperimentConfig, out: Path, only: str | None = None, fresh: boo
     cache, sampling = FrameCache(), config.data.sampling()
     frames = lambda path: cache.load(path, sampling)  # noqa: E731  (a Clip: frames and their times)
 
-    facts: dict = {"check": check(run_, records, cache)}
+    facts: dict = {"check": check(run_, records, cache)}  # unusable videos listed, left out from here on
     splits = usable_splits(run_, records)
     if any(wants(s) for s in ("stage1", "stage2", "direct_sft")):
         check_settings(config)
     if wants("rationales") or (wants("stage1") and not run_.is_done("rationales", stage_key(config, "rationales"))):
-        facts["rationales"] = rationales(run_, splits["train"], frames)
+        facts["rationales"] = rationales(run_, splits["train"], frames)  # offline data construction
     for seed in config.seeds:
         if wants("stage1"):
-            stage1(run_, seed, frames)
+            stage1(run_, seed, frames)  # M_inter
         if wants("stage2"):
-            stage2(run_, seed, splits, frames)
+            stage2(run_, seed, splits, frames)  # M*, RB-FT's classifier
         if wants("direct_sft"):
-            direct_sft(run_, seed, splits, frames)
+            direct_sft(run_, seed, splits, frames)  # the baseline, with Stage II's budget
     if wants("eval"):
         facts["results"] = evaluate(run_, splits, frames, zero_shot=parent is None)
     if parent is not None:
@@ -78,18 +78,23 @@ def run(config: ExperimentConfig, out: Path, only: str | None = None, fresh: boo
         facts["attention"] = attention(run_, splits["test"], frames)
     if wants("ablations") and config.ablations:
         facts["ablations"] = _variants(run_, "ablations", list(config.ablations))
-    if wants("label_budget") and config.label_budget.videos:
-        points = [f"{BUDGET_PREFIX}{n}" for n in config.label_budget.videos if n < len(splits["train"])]
-        if len(points) < len(config.label_budget.videos):
-            run_.log(f"label_budget: only {len(splits['train'])} usable training videos, so the points at as many "
-                     "or more are the main run itself")
-        if points:
-            facts["label_budget"] = _variants(run_, "label_budget", points)
+    if wants("label_budget") and (points := _budget_points(run_, len(splits["train"]))):
+        facts["label_budget"] = _variants(run_, "label_budget", points)
     if wants("report"):
         report(run_, frames)
     if facts.get("results") and (out / "results.json").exists():
         facts["results"] = json.loads((out / "results.json").read_text())  # with attention and ablations
     return facts
+
+
+def _budget_points(run_: Run, usable: int) -> list[str]:
+    """The label budget's points below the number of usable training videos (the rest are the main run itself)."""
+    videos = run_.config.label_budget.videos
+    points = [f"{BUDGET_PREFIX}{n}" for n in videos if n < usable]
+    if len(points) < len(videos):
+        run_.log(f"label_budget: only {usable} usable training videos, so the points at as many or more are the "
+                 "main run itself")
+    return points
 
 
 def _variants(run_: Run, kind: str, names: list[str]) -> dict:
