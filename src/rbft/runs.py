@@ -177,6 +177,12 @@ class Run:
                    everyone=True, doing=f"{name}: training", skipped=f"{name}: done with these settings; skipped",
                    discard=() if self.config.training.keep_checkpoints else (work / "checkpoints",))
 
+    def timings(self) -> dict[str, float | None]:
+        """Seconds per finished stage, from the done markers; not the report's, which is made from them (its
+        own time in results.json would change the results it was made from, and so redo it every run)."""
+        return {p.stem: json.loads(p.read_text()).get("seconds") for p in sorted((self.out / "done").glob("*.json"))
+                if p.stem != "report"}
+
     def model_dir(self, stage: str, seed: int) -> Path:
         """Where a training stage's model goes: `models/stage1`, `models/rbft` (Stage II), `models/direct_sft`."""
         return self.out / "models" / ("rbft" if stage == "stage2" else stage) / f"seed{seed}"

@@ -84,6 +84,7 @@ def test_stages_chain_and_write_loadable_models(finished_run):
     # rationales, stage1, stage2, direct_sft here; in the ablations, what each did not borrow
     assert sum("done with these settings; skipped" in m for m in messages) == 4 + 4 + 4
     assert not any(m.startswith("eval:") for m in messages)  # predictions are not redone either
+    assert any(m.startswith("report: done with these results") for m in messages)  # nor the report
 
 
 def test_ablations_run_whole_and_borrow_what_is_the_same(finished_run):

@@ -52,7 +52,7 @@ def evaluate(run: Run, splits: dict[str, list[VideoRecord]], frames: Callable, z
         run.stage(f"eval-{name}", eval_key(config, trained, [v.id for v in test]), work, (output,), aside=False,
                   doing=f"eval: {name}")
     summary = {**summarize(list(config.task.labels), config.seeds, methods), "train_videos": len(splits["train"])}
-    summary["timings"] = {p.stem: json.loads(p.read_text()).get("seconds") for p in sorted((run.out / "done").glob("*.json"))}
+    summary["timings"] = run.timings()
     by_main(lambda: (run.out / "results.json").write_text(json.dumps(summary, indent=2) + "\n"))
     return summary
 

@@ -157,10 +157,12 @@ def _gallery(run: Path, frames: Callable | None) -> list[dict]:
 
 
 def report(run: Run, frames: Callable | None) -> None:
-    """The stage: report.html and report.md, unless they were written from these very results."""
+    """The stage: report.html and report.md, unless they were written from these very results (whose timings
+    it first brings up to date: the stages after eval's too)."""
     results, html_path = run.out / "results.json", run.out / "report.html"
     if not results.exists():
         raise ConfigError("report: no results.json in the run folder yet; run `rbft run CONFIG` first")
+    run.add_results("timings", run.timings())
 
     def work() -> None:
         write_report(run.out, frames)
