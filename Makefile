@@ -35,6 +35,7 @@ bench: venv
 	$(PY) benchmarks/generation.py
 	$(PY) benchmarks/train.py
 	$(PY) benchmarks/eval.py
+	$(PY) benchmarks/bootstrap.py
 
 clean:
 	rm -rf $(VENV) rbft-demo .pytest_cache

@@ -74,3 +74,37 @@ def test_a_method_that_answers_one_label_for_every_video_is_named():
     assert len(warnings) == 2
     assert warnings[0].startswith("zero_shot answers <abnormal> for every test video")
     assert warnings[1].startswith("direct_sft (seed 1) answers <normal> for every test video")
+
+
+def _sklearn_bootstrap(truth, a, b, labels, resamples, seed):
+    """The bootstrap one draw at a time with scikit-learn, as rbft computed it before it took every draw at once."""
+    truth, a, b = np.asarray(truth), [np.asarray(x) for x in a], [np.asarray(x) for x in b]
+    rng = np.random.default_rng(seed)
+    one, pair = [], []
+    for _ in range(resamples):
+        i = rng.integers(0, len(truth), len(truth))
+        t = truth[i]
+        one.append(np.mean([[(x[i] == t).mean(), f1_score(t, x[i], labels=labels, average="macro", zero_division=0)]
+                            for x in a], 0))
+        rows = []
+        for x, y in zip(a, b):
+            fx = f1_score(t, x[i], labels=labels, average=None, zero_division=0)
+            fy = f1_score(t, y[i], labels=labels, average=None, zero_division=0)
+            rows.append(np.concatenate([[fx.mean() - fy.mean(), (x[i] == t).mean() - (y[i] == t).mean()], fx - fy]))
+        pair.append(np.mean(rows, axis=0))
+    return np.percentile(one, [2.5, 97.5], axis=0), np.percentile(pair, [2.5, 97.5], axis=0)
+
+
+# 4000 videos: the draws are taken in blocks (of 250 here), the same draws as one at a time
+@pytest.mark.parametrize("labels, n", [(LABELS, 57), ([f"c{i}" for i in range(11)], 200), (LABELS, 4000)])
+def test_bootstrap_intervals_are_scikit_learns_to_the_last_bit(labels, n):
+    rng = np.random.default_rng(7)
+    truth = rng.choice(labels, n)
+    # two seeds; some replies named no label ("") and a rare label is never predicted
+    a = [np.where(rng.random(n) < 0.6, truth, rng.choice([*labels[1:], ""], n)) for _ in range(2)]
+    b = [np.where(rng.random(n) < 0.4, truth, rng.choice([*labels[1:], ""], n)) for _ in range(2)]
+    one, pair = _sklearn_bootstrap(truth, a, b, labels, 300, seed=3)
+    got = interval(truth, a, labels, resamples=300, seed=3)
+    assert got == {"accuracy": list(one[:, 0]), "macro_f1": list(one[:, 1])}
+    delta = compare(truth, a, b, labels, resamples=300, seed=3)["delta"]
+    assert [delta[k]["ci95"] for k in ["macro_f1", "accuracy", *[f"f1:{x}" for x in labels]]] == pair.T.tolist()
