@@ -404,7 +404,7 @@ def world_pretrain(
 @app.command()
 def demo(
     out_dir: Path = typer.Option(Path("rbft-demo"), "--out", help="Folder for the world, the config and the run."),
-    quick: bool = typer.Option(False, "--quick", help="Fewer clips and one seed: about 3 minutes on 2 cores."),
+    quick: bool = typer.Option(False, "--quick", help="Fewer clips and one seed: under 2 minutes on 2 cores."),
     write_config: Optional[Path] = typer.Option(
         None, "--write-config", help="Only draw the world and write the demo's config here, to edit and `rbft run`."),
 ) -> None:

@@ -193,7 +193,10 @@ class Run:
 
         def write() -> None:
             if value and path.exists():
-                path.write_text(json.dumps({**json.loads(path.read_text()), key: value}, indent=2) + "\n")
+                old = path.read_text()
+                new = json.dumps({**json.loads(old), key: value}, indent=2) + "\n"
+                if new != old:  # a re-run that changes nothing leaves the file alone
+                    path.write_text(new)
 
         by_main(write)
 
