@@ -62,8 +62,8 @@ def interval(truth: Sequence[str], runs: Sequence[Sequence[str]], labels: Sequen
 
     def figures(idx: np.ndarray) -> np.ndarray:  # (draws, videos) -> (draws, [accuracy, macro-F1])
         t = truth[idx]
-        return np.mean([np.stack([(x[idx] == t).mean(axis=1), _f1(t, x[idx], len(labels)).mean(axis=1)], axis=1)
-                        for x in runs], axis=0)
+        return np.mean([np.stack([(xi == t).mean(axis=1), _f1(t, xi, len(labels)).mean(axis=1)], axis=1)
+                        for xi in (x[idx] for x in runs)], axis=0)
 
     low, high = np.percentile(_bootstrap(figures, len(truth), resamples, seed), [2.5, 97.5], axis=0)
     return {"accuracy": [float(low[0]), float(high[0])], "macro_f1": [float(low[1]), float(high[1])]}
@@ -87,10 +87,10 @@ def compare(truth: Sequence[str], a: Sequence[Sequence[str]], b: Sequence[Sequen
         t = truth[idx]
         rows = []
         for x, y in zip(a, b):
-            fx, fy = _f1(t, x[idx], len(labels)), _f1(t, y[idx], len(labels))
+            xi, yi = x[idx], y[idx]
+            fx, fy = _f1(t, xi, len(labels)), _f1(t, yi, len(labels))
             rows.append(np.concatenate([(fx.mean(axis=1) - fy.mean(axis=1))[:, None],
-                                        ((x[idx] == t).mean(axis=1) - (y[idx] == t).mean(axis=1))[:, None], fx - fy],
-                                       axis=1))
+                                        ((xi == t).mean(axis=1) - (yi == t).mean(axis=1))[:, None], fx - fy], axis=1))
         return np.mean(rows, axis=0)
 
     observed = figures(np.arange(len(truth))[None])[0]
