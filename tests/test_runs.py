@@ -60,3 +60,16 @@ def test_stage_keys_are_those_an_earlier_rbft_wrote(name, tmp_path, monkeypatch)
     changed = ExperimentConfig.model_validate({**CONFIGS[name], "seeds": [seed + 1]})
     assert stage_key(changed, "stage1", seed + 1) != keys[f"stage1-seed{seed}"]
     assert stage_key(changed, "check") == keys["check"]
+
+
+def test_how_a_run_goes_changes_no_stage_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in MANIFEST))
+    config = ExperimentConfig.model_validate(CONFIGS["defaults"])
+    running = ExperimentConfig.model_validate({**CONFIGS["defaults"], "training": {
+        "process_timeout_s": 60, "checkpoints": "none", "dataloader_workers": 4, "report_to": []}})
+    for stage in ("rationales", "stage1", "stage2", "direct_sft"):
+        assert stage_key(running, stage, 0) == stage_key(config, stage, 0)
+    trained = ExperimentConfig.model_validate({**CONFIGS["defaults"], "training": {"stage2": {"learning_rate": 1e-5}}})
+    assert stage_key(trained, "stage2", 0) != stage_key(config, stage, 0)
+

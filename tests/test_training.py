@@ -99,3 +99,78 @@ def test_many_epochs_of_a_tiny_set_are_scored_a_few_times_and_after_the_last(mod
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "val_score" in r] == [3, 6, 9, 12, 14]  # every 3rd of 14 epochs, and the last
     assert json.loads((tmp_path / "best.json").read_text())["step"] == 3  # the first scored highest
+
+
+def test_the_best_epochs_weights_are_the_ones_returned(model, tmp_path):
+    clip = make_clip(1, 0, "x")[1][::3][:2]
+    collator = VideoChatCollator(load_processor("rbft-world-base"), lambda _: clip)
+    examples = [Example("a", "v", "Which?", "<normal>"), Example("b", "v", "Which?", "<vague>")]
+    seen, scores = [], iter([0.2, 0.9, 0.1])  # the second epoch is the best, the third the last
+
+    def select(m):
+        seen.append({n: p.detach().clone() for n, p in m.named_parameters() if p.requires_grad})
+        return next(scores)
+
+    trained = train(model, collator, examples, tmp_path, settings(method="full", batch_size=2, warmup_ratio=0.0),
+                    StageConfig(epochs=3, learning_rate=1e-3), select=select)
+    now = {n: p.detach() for n, p in trained.named_parameters() if p.requires_grad}
+    assert len(seen) == 3 and any(not torch.equal(seen[1][n], seen[2][n]) for n in now)
+    assert all(torch.equal(now[n], seen[1][n]) for n in now)
+
+
+@pytest.mark.parametrize("select", [None, lambda m: 0.5], ids=["last", "best"])
+def test_a_finished_training_lets_go_of_its_optimizer(model, tmp_path, select):
+    import weakref
+
+    from transformers import TrainerCallback
+
+    clip = make_clip(1, 0, "x")[1][::3][:2]
+    collator = VideoChatCollator(load_processor("rbft-world-base"), lambda _: clip)
+    held = []
+
+    class Note(TrainerCallback):
+        def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
+            held.append(weakref.ref(optimizer))
+
+    train(model, collator, [Example("a", "v", "Which?", "<normal>")] * 2, tmp_path,
+          settings(method="full", batch_size=2), StageConfig(epochs=1), callbacks=[Note()], select=select)
+    # freed by the time train returns, not whenever Python's cycle collector next runs: its state (twice the
+    # trainable weights for AdamW) would otherwise sit in memory while the next training of the run starts
+    assert held and held[0]() is None
+
+
+def test_full_fine_tuning_of_a_bfloat16_model_trains_float32_weights(tmp_path):
+    bf16 = load_model("rbft-world-base", dtype="bfloat16")
+    clip = make_clip(1, 0, "x")[1][::3][:2]
+    collator = VideoChatCollator(load_processor("rbft-world-base"), lambda _: clip)
+    trained = train(bf16, collator, [Example("a", "v", "Which?", "<normal>")] * 2, tmp_path,
+                    settings(method="full", batch_size=2, warmup_ratio=0.0), StageConfig(epochs=1, learning_rate=1e-6))
+    dtypes = {(p.requires_grad, p.dtype) for p in trained.parameters()}
+    assert dtypes == {(True, torch.float32), (False, torch.bfloat16)}  # the frozen tower stays as loaded
+    # an update of 1e-6 is below bfloat16's resolution for weights of order 1e-2 (8 bits of mantissa)
+    assert torch.equal((torch.tensor(0.01) + 1e-6).to(torch.bfloat16), torch.tensor(0.01).to(torch.bfloat16))
+
+
+@pytest.mark.parametrize("checkpoints", ["resumable", "none"])
+def test_checkpoints_are_the_newest_one_or_none(model, tmp_path, checkpoints):
+    clip = make_clip(1, 0, "x")[1][::3][:2]
+    collator = VideoChatCollator(load_processor("rbft-world-base"), lambda _: clip)
+    train(model, collator, [Example("a", "v", "Which?", "<normal>")] * 2, tmp_path,
+          settings(method="full", batch_size=2, checkpoints=checkpoints), StageConfig(epochs=3))
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*"))
+    assert kept == (["checkpoint-3"] if checkpoints == "resumable" else [])
+
+
+def test_batches_prepared_by_dataloader_workers_train_as_the_main_process_ones(tmp_path):
+    clip = make_clip(1, 0, "x")[1][::3][:2]
+    examples = [Example(str(i), "v", "Which?", t) for i, t in enumerate(["<normal>", "<vague>", "<abnormal>"] * 2)]
+    losses = []
+    for workers in (0, 2):
+        collator = VideoChatCollator(load_processor("rbft-world-base"), lambda _: clip)
+        out = tmp_path / f"w{workers}"
+        train(load_model("rbft-world-base", dtype="float32"), collator, examples, out,
+              settings(method="full", batch_size=2, logging_steps=1, dataloader_workers=workers),
+              StageConfig(epochs=1))
+        losses.append([r["loss"] for r in map(json.loads, (out / "train_log.jsonl").read_text().splitlines())
+                       if "loss" in r])
+    assert len(losses[0]) == 3 and losses[0] == losses[1]

@@ -26,7 +26,7 @@ from rbft.modeling import video_grid, video_positions
 def label_attention(model, collator, example: Example, layers: Sequence[int] | None = None) -> np.ndarray:
     """(T, H, W) attention mass of the label on the video, per temporal patch and merged patch; sums to 1."""
     model.eval()
-    batch = collator([example])
+    batch = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in collator([example]).items()}
     labels = batch.pop("labels")[0]
     out = model(**batch, output_attentions=True)
     if not out.attentions or out.attentions[0] is None:

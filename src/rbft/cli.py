@@ -322,12 +322,12 @@ def serve(
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run the model repo's own code."),
 ) -> None:
     """Answer OpenAI-compatible chat completions (frames as images) with any rbft model."""
-    from rbft.modeling import load_model, load_processor
+    from rbft.modeling import inference_device, load_model, load_processor
     from rbft.serve import make_server
 
     try:
         processor = load_processor(model, trust_remote_code)
-        loaded = load_model(model, dtype, trust_remote_code=trust_remote_code)
+        loaded = load_model(model, dtype, trust_remote_code=trust_remote_code, device=inference_device())
     except RbftError as e:
         raise _fail(e) from None
     server = make_server(loaded, processor, name or model, host, port, batch_size)

@@ -102,6 +102,16 @@ class TrainingConfig(_Strict):
     logging_steps: int = Field(default=10, ge=1)
     keep_checkpoints: bool = Field(default=False, description="keep a finished stage's checkpoints (large on "
                                    "real models; only a cut run needs them)")
+    checkpoints: Literal["resumable", "none"] = Field(
+        default="resumable", description="resumable: the newest checkpoint (weights and optimizer state: about "
+        "14 bytes a parameter for full fine-tuning, 100 GB for a 7B model) is kept while a stage trains, so a cut "
+        "run resumes; none: nothing is written while training (a cut stage starts over)")
+    dataloader_workers: int | None = Field(default=None, ge=0, description="processes preparing batches (frames, "
+                                           "processor, chat template) while the model trains; default: 0 on the "
+                                           "CPU, up to 4 per GPU")
+    process_timeout_s: int = Field(default=3 * 3600, ge=60, description="under accelerate launch: how long a "
+                                   "process waits for the others (the main process alone checks the data, "
+                                   "scores the models and writes the report) before the run fails")
     select_best: bool = Field(default=True, description="label stages keep the epoch with the best val macro-F1")
     balance: Literal["none", "sample"] = Field(
         default="sample", description="label stages (Stage II and direct SFT alike): sample: draw every label "

@@ -14,6 +14,7 @@ import inspect
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import transformers
 from transformers import (AutoConfig, AutoModelForImageTextToText, AutoProcessor, PretrainedConfig, PreTrainedModel,
                           Qwen2Tokenizer, Qwen2VLConfig, Qwen2VLImageProcessor, Qwen2VLProcessor,
                           Qwen2VLVideoProcessor)
+from transformers.utils import is_flash_attn_2_available
 from transformers.video_utils import VideoMetadata
 
 from rbft.errors import ConfigError
@@ -45,12 +47,14 @@ def resolve(name_or_path: str | Path) -> str:
     return name
 
 
-def load_model(name_or_path: str | Path, dtype: str = "auto", attn_implementation: str = "sdpa",
-               trust_remote_code: bool = False) -> PreTrainedModel:
+def load_model(name_or_path: str | Path, dtype: str = "auto", attn_implementation: str | dict = "sdpa",
+               trust_remote_code: bool = False, device: torch.device | str | None = None) -> PreTrainedModel:
     """A vision-language model with its generation head, loaded from safetensors.
 
-    A folder holding a PEFT adapter (`adapter_config.json`) loads its base model first,
-    by the reference the adapter records, then the adapter on top.
+    `device`: where its weights go as they load (`inference_device()` for a model that is not
+    trained); None leaves them on the CPU, for the trainer to place (and, under DeepSpeed
+    ZeRO-3 or FSDP, to shard). A folder holding a PEFT adapter (`adapter_config.json`) loads
+    its base model first, by the reference the adapter records, then the adapter on top.
     """
     source = resolve(name_or_path)
     transformers.utils.logging.disable_progress_bar()  # rbft shows its own progress
@@ -61,13 +65,70 @@ def load_model(name_or_path: str | Path, dtype: str = "auto", attn_implementatio
         base = json.loads(adapter.read_text()).get("base_model_name_or_path")
         if not base:
             raise ConfigError(f"{source}: the adapter does not name its base model (base_model_name_or_path)")
-        return PeftModel.from_pretrained(load_model(base, dtype, attn_implementation, trust_remote_code), source)
+        return PeftModel.from_pretrained(load_model(base, dtype, attn_implementation, trust_remote_code, device),
+                                         source)
+    placement = {"device_map": {"": str(device)}} if device is not None else {}
     try:
         return AutoModelForImageTextToText.from_pretrained(
-            source, dtype=DTYPES.get(dtype, dtype), attn_implementation=attn_implementation,
-            trust_remote_code=trust_remote_code, use_safetensors=True)
+            source, dtype=load_dtype(dtype, source, trust_remote_code), attn_implementation=attention_backend(
+                attn_implementation), trust_remote_code=trust_remote_code, use_safetensors=True, **placement)
     except (OSError, ValueError) as error:
         raise ConfigError(_unloadable(source, "model", error)) from error
+
+
+def inference_device() -> torch.device:
+    """Where a model that is not being trained runs: this process's GPU (each process its own under
+    `accelerate launch`), else the CPU."""
+    from rbft.runs import process_state
+
+    return process_state().device
+
+
+def attention_backend(wanted: str | dict) -> str | dict:
+    """`wanted`, or sdpa in place of flash_attention_2 where the flash-attn package cannot run (with a warning)."""
+    if isinstance(wanted, dict):
+        return {part: attention_backend(kind) for part, kind in wanted.items()}
+    if wanted == "flash_attention_2" and not (torch.cuda.is_available() and is_flash_attn_2_available()):
+        warnings.warn("model.attn_implementation flash_attention_2: the flash-attn package is not installed or "
+                      "there is no GPU; using sdpa instead (`pip install flash-attn` on a GPU machine for it)",
+                      stacklevel=3)
+        return "sdpa"
+    return wanted
+
+
+def eager_language(wanted: str) -> dict:
+    """Attention for attention maps: eager (which returns its weights) in the language model only; the vision
+    tower, whose weights no map reads, keeps `wanted` (sdpa or flash attention over its many patches)."""
+    return {"": "eager", "text_config": "eager", "vision_config": wanted}
+
+
+def load_dtype(dtype: str, source: str, trust_remote_code: bool = False):
+    """The dtype to load in: `dtype` as asked (`auto`: the checkpoint's own), but float16 for bfloat16 weights
+    on a GPU without bfloat16 (V100, T4), where bfloat16 would be emulated and its training would mix precisions."""
+    wanted = DTYPES.get(dtype, dtype)
+    if not torch.cuda.is_available() or torch.cuda.is_bf16_supported():
+        return wanted
+    saved = wanted
+    if wanted == "auto":
+        saved = getattr(AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code), "dtype", None)
+    return half_for(wanted, saved, bf16_supported=False)
+
+
+def half_for(wanted, saved, bf16_supported: bool):
+    """float16 where bfloat16 (asked for, or the checkpoint's under `auto`) cannot run, else `wanted`."""
+    if not bf16_supported and torch.bfloat16 in (wanted, saved) and wanted in ("auto", torch.bfloat16):
+        warnings.warn("this GPU has no bfloat16: loading the model in float16 instead (set model.dtype: float32 "
+                      "for full precision)", stacklevel=3)
+        return torch.float16
+    return wanted
+
+
+def mixed_precision(weights: torch.dtype, cuda: bool, bf16_supported: bool) -> str:
+    """The trainer's autocast for weights of dtype `weights`: none on the CPU, float16 for float16 weights or a
+    GPU without bfloat16, else bfloat16."""
+    if not cuda:
+        return "no"
+    return "fp16" if weights == torch.float16 or not bf16_supported else "bf16"
 
 
 def load_processor(name_or_path: str | Path, trust_remote_code: bool = False):
@@ -84,12 +145,18 @@ def load_processor(name_or_path: str | Path, trust_remote_code: bool = False):
 
 
 def load_for_videos(name_or_path: str | Path, frames: Callable, dtype: str = "auto",
-                    attn_implementation: str = "sdpa", trust_remote_code: bool = False):
-    """The model and the collator that feeds it conversations about videos (`frames(path)` gives a clip)."""
+                    attn_implementation: str | dict = "sdpa", trust_remote_code: bool = False, *,
+                    training: bool = False):
+    """The model and the collator that feeds it conversations about videos (`frames(path)` gives a clip).
+
+    A model loaded for inference sits on `inference_device()`; one loaded for `training` stays on
+    the CPU for the trainer to place.
+    """
     from rbft.data.collate import VideoChatCollator  # (the collator asks this module how a family takes a video)
 
     processor = load_processor(name_or_path, trust_remote_code)
-    model = load_model(name_or_path, dtype, attn_implementation, trust_remote_code)
+    model = load_model(name_or_path, dtype, attn_implementation, trust_remote_code,
+                       None if training else inference_device())
     return model, VideoChatCollator(processor, frames)
 
 
@@ -97,19 +164,44 @@ def save_model(model, processor, out: str | Path, merge: bool = True) -> Path:
     """Write `model` and its processor as a folder `from_pretrained` loads (safetensors).
 
     A PEFT model is merged into its base weights (`merge`) or saved as an adapter that names
-    its base. The folder appears whole or not at all: it is written beside and renamed.
+    its base. Weights are saved in the dtype the model was loaded in (training may have kept
+    its trainable ones in float32). The folder appears whole or not at all: it is written
+    beside and renamed.
     """
     out = Path(out)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     if merge and hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
+    loaded = getattr(model.config, "dtype", None)
+    if not hasattr(model, "peft_config") and isinstance(loaded, torch.dtype) and loaded.is_floating_point:
+        model = model.to(loaded)  # weights trained in float32 (`rbft.training.prepare`) go back to the checkpoint's dtype
     model.save_pretrained(tmp, safe_serialization=True)
     processor.save_pretrained(tmp)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
     return out
+
+
+def rebuilt(model, state_dict: dict[str, torch.Tensor]) -> PreTrainedModel:
+    """`model`'s architecture (its LoRA wrap included) holding `state_dict`, with nothing shared with `model`: a
+    model that DeepSpeed ZeRO-3 or FSDP sharded, whole again from the weights gathered from its shards."""
+    from accelerate import init_empty_weights
+
+    lora = getattr(model, "peft_config", None) if hasattr(model, "get_base_model") else None
+    base = model.get_base_model() if lora else model
+    with init_empty_weights():  # (the class itself, not `_from_config`, which under ZeRO-3 would shard it again)
+        fresh = type(base)(base.config)
+        if lora:
+            from peft import get_peft_model
+
+            fresh = get_peft_model(fresh, lora["default"])
+    fresh.load_state_dict(state_dict, strict=False, assign=True)
+    fresh.tie_weights()
+    empty = [name for name, param in fresh.named_parameters() if param.is_meta]
+    assert not empty, f"the gathered weights lack {empty[:3]}"
+    return fresh
 
 
 def model_skeleton(name_or_path: str | Path, trust_remote_code: bool = False) -> PreTrainedModel:

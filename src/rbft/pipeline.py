@@ -25,7 +25,7 @@ from rbft.data.cache import FrameCache
 from rbft.data.manifest import load_manifest
 from rbft.errors import ConfigError
 from rbft.results import budget_curve
-from rbft.runs import Run, stage_key
+from rbft.runs import Run, process_state, stage_key
 from rbft.stages.attention import attention
 from rbft.stages.check import check, usable_splits
 from rbft.stages.direct_sft import direct_sft
@@ -51,6 +51,7 @@ def run(config: ExperimentConfig, out: Path, only: str | None = None, fresh: boo
     if only is not None and only not in STAGES:
         raise ConfigError(f"--only {only!r}: unknown stage; the stages are {', '.join(STAGES)}")
     wants = lambda stage: only in (None, stage)  # noqa: E731
+    process_state(config.training.process_timeout_s)  # first: it makes the process group, with this timeout
     run_ = Run(out, config, log, parent, fresh, progress)
     records = load_manifest(config.data.manifest, config.task.labels)
     cache, sampling = FrameCache(), config.data.sampling()

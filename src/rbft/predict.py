@@ -21,9 +21,13 @@ TASK_FILE = "rbft_task.json"
 
 
 def write_task(config: ExperimentConfig, model_dir: Path) -> None:
-    """What `rbft predict` needs beside the weights: the task (persona, question, labels) and the frame sampling."""
+    """What `rbft predict` needs beside the weights: the task (persona, question, labels), the frame sampling, and
+    the dtype the classifier was scored in (a bfloat16 model's test figures are bfloat16's)."""
     (model_dir / TASK_FILE).write_text(json.dumps({"task": config.task.model_dump(),
-                                                   "data": config.data.model_dump(mode="json")}, indent=2) + "\n")
+                                                   "data": config.data.model_dump(mode="json"),
+                                                   "model": {"dtype": config.model.dtype,
+                                                             "attn_implementation": config.model.attn_implementation}},
+                                                  indent=2) + "\n")
 
 
 def classify(model_dir: str | Path, videos: Sequence[Path], batch_size: int = 8) -> list[dict]:
@@ -48,7 +52,9 @@ def classify(model_dir: str | Path, videos: Sequence[Path], batch_size: int = 8)
     usable = [VideoRecord(r["video"], Path(r["video"]), None, "test") for r in out if "error" not in r]
     if usable:
         labels = list(task.labels)
-        scores = label_scores(task, model_dir, usable, lambda path: clips[path], dtype="float32", batch_size=batch_size)
+        m = meta.get("model", {})  # (classifiers from before it was written: the checkpoint's own dtype)
+        scores = label_scores(task, model_dir, usable, lambda path: clips[path], m.get("dtype", "auto"),
+                              m.get("attn_implementation", "sdpa"), batch_size=batch_size)
         by_video = dict(zip((v.id for v in usable), scores))
         for r in out:
             if r["video"] in by_video:

@@ -17,6 +17,7 @@ markers and speaks for all.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -30,15 +31,33 @@ import yaml
 from rbft.config import ExperimentConfig
 
 
-def process_state():
+def process_state(timeout_s: float | None = None):
     """accelerate's view of the processes of this run (one, or several under torchrun / accelerate launch).
 
-    Without a GPU, processes join over gloo on the CPU; accelerate only does that when told.
+    The first call makes the process group, so it sets how long a process waits for the others
+    (`timeout_s`; `training.process_timeout_s`, which `rbft.pipeline.run` passes first): while the
+    main process alone checks the data, scores every model and writes the report, the others wait
+    at a barrier, far past NCCL's 10-minute default on real data. Without a GPU, processes join
+    over gloo on the CPU; accelerate only does that when told.
     """
     import torch
     from accelerate import PartialState
 
-    return PartialState(cpu=not torch.cuda.is_available())
+    wait = {"timeout": datetime.timedelta(seconds=timeout_s)} if timeout_s is not None else {}
+    return PartialState(cpu=not torch.cuda.is_available(), **wait)
+
+
+def agree(decision):
+    """The main process's `decision`, for every process (a stage is skipped by all or by none; all or none
+    enter a collective step)."""
+    state = process_state()
+    if state.num_processes == 1:
+        return decision
+    from accelerate.utils import broadcast_object_list
+
+    shared = [decision]
+    broadcast_object_list(shared, from_process=0)
+    return shared[0]
 
 
 def by_main(work: Callable[[], object]) -> None:
@@ -47,6 +66,10 @@ def by_main(work: Callable[[], object]) -> None:
     if state.is_main_process:
         work()
     state.wait_for_everyone()
+
+
+# training settings that change how a run goes, not what it makes
+RUNNING_ONLY = {"report_to", "process_timeout_s", "checkpoints", "dataloader_workers"}
 
 
 def _hash(*parts) -> str:
@@ -60,7 +83,7 @@ def stage_key(config: ExperimentConfig, stage: str, seed: int | None = None) -> 
     if stage == "check":
         return check
     base = (check, config.task.model_dump(), config.model.model_dump(), config.data.train_limit)
-    training = config.training.model_dump(mode="json", exclude={"report_to"})
+    training = config.training.model_dump(mode="json", exclude=RUNNING_ONLY)
     if training["balance"] == "none":  # (runs from before these options keep their keys)
         del training["balance"]
     for stage_budget in ("stage1", "stage2"):
@@ -146,7 +169,7 @@ class Run:
         state = process_state()
         done = not self.fresh and self.is_done(name, key) and all((self.out / o).exists() for o in outputs)
         borrowing = not self.fresh and not done and borrow and self._can_borrow(name, key, outputs)
-        done, borrowing = _agree(state, (done, borrowing))
+        done, borrowing = agree((done, borrowing))
         if borrowing:
             self._borrow(name, outputs)
         if done or borrowing:
@@ -239,17 +262,6 @@ class Run:
         path = self.out / "done" / f"{name}.json"
         path.with_suffix(".tmp").write_text(json.dumps(marker, indent=2) + "\n")
         path.with_suffix(".tmp").replace(path)
-
-
-def _agree(state, decision: tuple) -> tuple:
-    """The main process's `decision`, for every process (a stage is skipped by all or by none)."""
-    if state.num_processes == 1:
-        return decision
-    from accelerate.utils import broadcast_object_list
-
-    shared = [decision]
-    broadcast_object_list(shared, from_process=0)
-    return shared[0]
 
 
 def _link(source, dest) -> None:

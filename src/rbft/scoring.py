@@ -4,16 +4,21 @@ The predicted label is the argmax, so there are no parse failures; the per-label
 are kept for ROC and PR curves.
 
 The video and the prompt go through the model once per video: a batch of prompts (sorted
-by length, left-padded so each ends where its reply begins) fills a key/value cache, which
-is repeated once per label (`batch_repeat_interleave`), and every label's reply of every row
-is scored from it in one more forward, right-padded (padding after a reply cannot change it:
-attention is causal). Left padding shifts a row's positions by a constant, which rotary
-position embeddings do not see. `label_logprobs_full` is the plain way, one full sequence
-per (video, label): the reference the tests hold the fast way to.
+by length, left-padded so each ends where its reply begins) fills a key/value cache, and
+the model is asked for the last position's logits only (`logits_to_keep`), not the whole
+prompt's (B x L x vocabulary). Each label's reply (all rows at once, right-padded: padding
+after a reply cannot change it, attention is causal) is scored from that one cache, which is
+cut back to the prompt after each label, so memory does not grow with the number of labels.
+Left padding shifts a row's positions by a constant, which rotary position embeddings do not
+see. The output layer's product is taken again in float32 from its input (`_Head`): a
+bfloat16 model's logits are rounded to 8 bits of mantissa, tenths of a nat on a summed score.
+`label_logprobs_full` is the plain way, one full sequence per (video, label): the reference
+the tests hold the fast way to.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -46,33 +51,71 @@ def label_logprobs(model, collator, examples: Sequence[Example], targets: Sequen
     pad = collator.processor.tokenizer.pad_token_id or 0
     replies = [[collator.reply_ids(replace(e, target=t)) for t in targets] for e in examples]
     scores = np.zeros((len(examples), len(targets)))
+    head, last = _Head(model), ({"logits_to_keep": 1} if keeps_logits(model) else {})
     for rows, batch in collator.prompt_batches(examples, batch_size):  # every prompt ends where replies begin
         batch = batch.to(model.device)
-        out = model(**batch, use_cache=True)
-        first = torch.log_softmax(out.logits[:, -1].float(), -1)
-        pairs = [(b, j, replies[i][j]) for b, i in enumerate(rows) for j in range(len(targets))]
-        total = torch.stack([first[b, reply[0]] for b, _, reply in pairs])
-        longest = max(len(reply) for _, _, reply in pairs)
-        if longest > 1:  # the rest of every reply, all labels of all rows in one forward from the cache
-            cache = prompt_cache(out)
-            cache.batch_repeat_interleave(len(targets))  # row b -> rows b * n .. b * n + n - 1, as `pairs`
-            ids = torch.tensor([reply[1:] + [pad] * (longest - len(reply)) for _, _, reply in pairs])
-            mask = torch.cat([batch["attention_mask"].repeat_interleave(len(targets), 0),
-                              torch.ones(len(pairs), longest - 1, dtype=batch["attention_mask"].dtype,
-                                         device=model.device)], 1)
-            inputs = torch.tensor([reply[:-1] + [pad] * (longest - len(reply)) for _, _, reply in pairs],
-                                  device=model.device)
-            width = batch["input_ids"].shape[1]
-            positions = mrope_positions(model, mask, width, len(targets))
-            logp = torch.log_softmax(model(input_ids=inputs, attention_mask=mask, **{cache_argument(model): cache},
-                                           **positions).logits.float(), -1)
-            wanted = logp.gather(-1, ids.to(model.device).unsqueeze(-1)).squeeze(-1)
-            valid = torch.tensor([[k < len(reply) - 1 for k in range(longest - 1)] for _, _, reply in pairs],
-                                 device=model.device)
-            total = total + (wanted * valid).sum(-1)
-        for (b, j, _), value in zip(pairs, total.tolist()):
-            scores[rows[b], j] = value
+        with head.taking(last=True):
+            cache = prompt_cache(model(**batch, use_cache=True, **last))
+        first = head.logprobs[:, -1]
+        width = batch["input_ids"].shape[1]
+        for j in range(len(targets)):
+            ids = [replies[i][j] for i in rows]
+            total = first[torch.arange(len(rows)), torch.tensor([reply[0] for reply in ids])]
+            longest = max(len(reply) for reply in ids)
+            if longest > 1:  # the rest of this label's reply, every row in one forward from the cache
+                rest = torch.tensor([reply[1:] + [pad] * (longest - len(reply)) for reply in ids], device=model.device)
+                inputs = torch.tensor([reply[:-1] + [pad] * (longest - len(reply)) for reply in ids],
+                                      device=model.device)
+                mask = torch.cat([batch["attention_mask"], torch.ones(len(rows), longest - 1, device=model.device,
+                                                                      dtype=batch["attention_mask"].dtype)], 1)
+                with head.taking(last=False):
+                    model(input_ids=inputs, attention_mask=mask, use_cache=True, **{cache_argument(model): cache},
+                          **mrope_positions(model, mask, width, 1))
+                cache.crop(1 - longest)  # back to the prompt alone, for the next label (a negative count removes)
+                wanted = head.logprobs.gather(-1, rest.unsqueeze(-1)).squeeze(-1)
+                valid = torch.tensor([[k < len(reply) - 1 for k in range(longest - 1)] for reply in ids],
+                                     device=wanted.device)
+                total = total + (wanted * valid).sum(-1)
+            for b, value in enumerate(total.tolist()):
+                scores[rows[b], j] = value
     return scores
+
+
+def keeps_logits(model) -> bool:
+    """Whether the model's forward can compute the last positions' logits only (`logits_to_keep`)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(type(base).forward).parameters
+
+
+class _Head:
+    """Within `with`, each forward's next-token log-probabilities in float32, from the input of the model's output
+    layer (taken as the layer starts, when DeepSpeed ZeRO-3 or FSDP have gathered its weight), a slice of the
+    vocabulary at a time, so a bfloat16 model's weight is never copied whole."""
+
+    CHUNK = 16384
+
+    def __init__(self, model):
+        self.layer, self.logprobs, self.hook, self.last = model.get_output_embeddings(), None, None, False
+
+    def taking(self, last: bool) -> "_Head":
+        """`last`: the last position's only (for a family whose forward computes every position's logits)."""
+        self.last = last
+        return self
+
+    def __enter__(self) -> "_Head":
+        self.hook = self.layer.register_forward_pre_hook(self._take)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.hook.remove()
+
+    def _take(self, layer, inputs) -> None:
+        hidden = (inputs[0][:, -1:] if self.last else inputs[0]).float()
+        logits = torch.cat([torch.nn.functional.linear(hidden, rows.float()) for rows in layer.weight.split(self.CHUNK)],
+                           -1)
+        if getattr(layer, "bias", None) is not None:
+            logits = logits + layer.bias.float()
+        self.logprobs = torch.log_softmax(logits, -1)
 
 
 @torch.no_grad()

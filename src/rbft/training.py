@@ -7,8 +7,10 @@ newest checkpoint in its output folder, so a killed run loses only the steps sin
 
 from __future__ import annotations
 
+import gc
 import json
 import math
+import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
+from accelerate.utils import parse_flag_from_env
 from torch.utils.data import Dataset, WeightedRandomSampler
 from transformers import PreTrainedModel, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
@@ -23,7 +26,8 @@ from transformers.trainer_utils import get_last_checkpoint
 from rbft.config import ExperimentConfig, StageConfig, TrainingConfig
 from rbft.data.conversation import Example
 from rbft.errors import ConfigError
-from rbft.modeling import is_vision, lora_targets, model_skeleton
+from rbft.modeling import is_vision, lora_targets, mixed_precision, model_skeleton, rebuilt
+from rbft.runs import agree, process_state
 
 
 def reporters(report_to: str | list[str]) -> list[str]:
@@ -81,13 +85,14 @@ class _BestByMetric(TrainerCallback):
     trainable weights in `best.safetensors` (with `best.json`), so a resumed run still knows them.
 
     A tiny set trained for many epochs (`min_steps`) is scored at most `CHECKS` times, evenly, and
-    after its last epoch: scoring is then the larger part of the cost.
+    after its last epoch: scoring is then the larger part of the cost. Every process scores (its
+    share, `select` knows how) and takes part in gathering weights that DeepSpeed ZeRO-3 or FSDP shard.
     """
 
     CHECKS = 6
 
     def __init__(self, select, out: Path):
-        self.select, self.out = select, out
+        self.select, self.out, self.trainer = select, out, None
 
     def best(self) -> dict | None:
         path = self.out / "best.json"
@@ -97,26 +102,45 @@ class _BestByMetric(TrainerCallback):
         every = math.ceil(math.ceil(state.num_train_epochs) / self.CHECKS)
         if round(state.epoch) % every and state.global_step < state.max_steps:
             return
-        score = float(self.select(model))
+        score = float(self.select(model))  # the same on every process
         model.train()
+        best = self.best() if state.is_world_process_zero else None
+        better = best is None or score > best["score"]
+        weights = trainable_weights(self.trainer) if agree(better) else None
         if state.is_world_process_zero:
             with open(self.out / "train_log.jsonl", "a") as f:
                 f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, "val_score": score}) + "\n")
-            best = self.best()
-            if best is None or score > best["score"]:
-                weights = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+            if better:
                 save_file(weights, str(self.out / "best.safetensors"))
                 (self.out / "best.json").write_text(json.dumps({"score": score, "epoch": state.epoch,
                                                                 "step": state.global_step}) + "\n")
 
-    def restore(self, model) -> dict | None:
-        best = self.best()
-        if best is not None:
-            weights = load_file(str(self.out / "best.safetensors"))
-            missing = set(weights) - {n for n, _ in model.named_parameters()}
-            assert not missing, f"best weights do not fit the model: {sorted(missing)[:3]}"
-            model.load_state_dict(weights, strict=False)
-        return best
+    def weights(self) -> dict[str, torch.Tensor] | None:
+        """The best epoch's trainable weights, if one was kept."""
+        return load_file(str(self.out / "best.safetensors")) if self.best() is not None else None
+
+
+def sharded(trainer: Trainer) -> bool:
+    """Whether the trainer's model is sharded over the processes (DeepSpeed ZeRO-3, FSDP): its parameters then hold
+    each process's shard only, and the whole model must be gathered to be scored whole or saved."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    return bool(trainer.is_fsdp_enabled or (trainer.is_deepspeed_enabled and is_deepspeed_zero3_enabled()))
+
+
+def trainable_weights(trainer: Trainer) -> dict[str, torch.Tensor] | None:
+    """The model's trainable weights on the CPU, in the dtype it was loaded in (LoRA's own kept as they are), on
+    the main process; None elsewhere. Every process must call it: a sharded model's weights are gathered from all."""
+    model = trainer.model
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    state = trainer.accelerator.get_state_dict(trainer.model_wrapped) if sharded(trainer) else dict(
+        model.named_parameters())
+    if not trainer.accelerator.is_main_process:
+        return None
+    loaded = None if hasattr(model, "peft_config") else getattr(getattr(model, "config", None), "dtype", None)
+    cast = loaded if isinstance(loaded, torch.dtype) and loaded.is_floating_point else None
+    return {n: t.detach().to("cpu", cast if cast is not None and t.is_floating_point() else t.dtype).contiguous()
+            for n, t in state.items() if n in names}
 
 
 class _Trainer(Trainer):
@@ -146,7 +170,7 @@ class _Trainer(Trainer):
         if hasattr(model, "peft_config") or not isinstance(model, PreTrainedModel) or not any(
                 (folder / n).is_file() for n in ("model.safetensors", "model.safetensors.index.json")):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        saved = type(model).from_pretrained(folder, dtype=next(model.parameters()).dtype)
+        saved = type(model).from_pretrained(folder, dtype=torch.float32)  # exact for weights trained in float32 too
         model.load_state_dict(saved.state_dict(), strict=True)
         del saved
 
@@ -172,57 +196,117 @@ def check_settings(config: ExperimentConfig) -> None:
 
 
 def prepare(model: PreTrainedModel, training: TrainingConfig) -> PreTrainedModel:
-    """Wrap in LoRA or unfreeze for full fine-tuning; freeze the vision tower unless asked to train it."""
+    """Wrap in LoRA or unfreeze for full fine-tuning; freeze the vision tower unless asked to train it.
+
+    Fully fine-tuned weights loaded in bfloat16 or float16 are trained in float32 (autocast still runs the
+    forward in half precision): updates of 1e-5 to 1e-6 round away in bfloat16's 8-bit mantissa. Not under
+    DeepSpeed, which keeps float32 master weights itself. (peft keeps LoRA's own weights in float32.)
+    """
     if training.method == "lora":
         targets = lora_targets(model, training.target_modules, training.train_vision)
         config = LoraConfig(r=training.lora_r, lora_alpha=training.lora_alpha, lora_dropout=training.lora_dropout,
                             target_modules=targets, task_type="CAUSAL_LM")
         return get_peft_model(model, config)
+    upcast = not parse_flag_from_env("ACCELERATE_USE_DEEPSPEED")
     for name, param in model.named_parameters():
         param.requires_grad = training.train_vision or not is_vision(name)
+        if upcast and param.requires_grad and param.dtype in (torch.bfloat16, torch.float16):
+            param.data = param.data.float()
     return model
 
 
-def train(model: PreTrainedModel, collator, examples: Sequence[Example], out: str | Path, training: TrainingConfig,
-          stage: StageConfig, seed: int = 0, *, balance: str = "none", eval_examples: Sequence[Example] | None = None,
-          callbacks: Sequence[TrainerCallback] = (), select=None) -> PreTrainedModel:
-    """Fine-tune `model` on `examples` as `training` says, for `stage`'s budget; checkpoints and
-    `train_log.jsonl` go to `out`. Returns the model.
-
-    `balance="sample"` draws every distinct reply (a label) equally often (the label stages pass
-    `training.balance`). With `select(model) -> score` the model is scored after every epoch and
-    the best epoch's weights are the ones returned (`out/best.json` says which); without it, the last ones.
-    """
-    if not examples:
-        raise ConfigError("nothing to train on: the training split is empty (check the manifest's splits)")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model = prepare(model, training)
+def arguments(training: TrainingConfig, stage: StageConfig, out: Path, seed: int, weights: torch.dtype,
+              examples: int) -> TrainingArguments:
+    """The trainer's arguments for `stage` over `examples` examples; `weights`: the dtype the model was loaded in."""
     gpu = torch.cuda.is_available()
+    precision = mixed_precision(weights, gpu, gpu and torch.cuda.is_bf16_supported())
+    workers = training.dataloader_workers
+    if workers is None:  # on a GPU, frames, the processor and chat templates are prepared while it computes
+        workers = min(4, (os.cpu_count() or 1) // process_state().num_processes) if gpu else 0
     args = TrainingArguments(
         output_dir=str(out / "checkpoints"), num_train_epochs=stage.epochs,
         per_device_train_batch_size=training.batch_size, per_device_eval_batch_size=training.batch_size,
         gradient_accumulation_steps=training.gradient_accumulation, learning_rate=stage.learning_rate,
         warmup_steps=training.warmup_ratio, weight_decay=training.weight_decay,
         lr_scheduler_type=training.lr_scheduler, logging_steps=training.logging_steps, seed=seed,
-        data_seed=seed, save_strategy="steps" if training.save_steps else "epoch",
-        save_steps=training.save_steps or 500, save_total_limit=2, eval_strategy="epoch" if eval_examples else "no",
-        remove_unused_columns=False, use_cpu=not gpu,
-        bf16=gpu and torch.cuda.is_bf16_supported(), fp16=gpu and not torch.cuda.is_bf16_supported(),
+        data_seed=seed, save_strategy="no" if training.checkpoints == "none" else
+        "steps" if training.save_steps else "epoch", save_steps=training.save_steps or 500,
+        save_total_limit=1,  # the newest: a full fine-tuning checkpoint holds the optimizer's state too
+        remove_unused_columns=False, use_cpu=not gpu, bf16=precision == "bf16", fp16=precision == "fp16",
         activation_checkpointing=training.gradient_checkpointing, report_to=reporters(training.report_to) or "none",
-        dataloader_num_workers=0, disable_tqdm=True)
-    per_epoch = math.ceil(math.ceil(len(examples) / (args.train_batch_size * args.world_size))
+        dataloader_num_workers=workers, dataloader_persistent_workers=workers > 0, dataloader_pin_memory=gpu,
+        ddp_timeout=training.process_timeout_s, disable_tqdm=True)
+    per_epoch = math.ceil(math.ceil(examples / (args.train_batch_size * args.world_size))
                           / args.gradient_accumulation_steps)
     if stage.min_steps > stage.epochs * per_epoch:  # a tiny set: more epochs, up to the minimum
         args.max_steps = stage.min_steps
+    return args
+
+
+def train(model: PreTrainedModel, collator, examples: Sequence[Example], out: str | Path, training: TrainingConfig,
+          stage: StageConfig, seed: int = 0, *, balance: str = "none", eval_examples: Sequence[Example] | None = None,
+          callbacks: Sequence[TrainerCallback] = (), select=None) -> PreTrainedModel | None:
+    """Fine-tune `model` on `examples` as `training` says, for `stage`'s budget; checkpoints and
+    `train_log.jsonl` go to `out`. Returns the model (every process must call it).
+
+    `balance="sample"` draws every distinct reply (a label) equally often (the label stages pass
+    `training.balance`). With `select(model) -> score` the model is scored after every epoch and
+    the best epoch's weights are the ones returned (`out/best.json` says which); without it, the last ones.
+    A model that DeepSpeed ZeRO-3 or FSDP sharded is returned whole, on the main process only (None on
+    the others). The trainer, its optimizer and engine are freed before it returns.
+    """
+    if not examples:
+        raise ConfigError("nothing to train on: the training split is empty (check the manifest's splits)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = getattr(getattr(model, "config", None), "dtype", None)
+    loaded = loaded if isinstance(loaded, torch.dtype) else next(model.parameters()).dtype
+    model = prepare(model, training)
+    args = arguments(training, stage, out, seed, loaded, len(examples))
     best = _BestByMetric(select, out) if select else None
     trainer = _Trainer(model=model, args=args, train_dataset=ExampleDataset(examples), balance=balance,
                       eval_dataset=ExampleDataset(eval_examples) if eval_examples else None,
                       data_collator=collator,
                       callbacks=[_LossLog(out / "train_log.jsonl"), *([best] if best else []), *callbacks])
     trainer.remove_callback(PrinterCallback)  # progress goes to train_log.jsonl and the caller's callbacks
+    if best:
+        best.trainer = trainer
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)  # every process looks in it, whoever made it
     trainer.train(resume_from_checkpoint=get_last_checkpoint(args.output_dir))
+    try:
+        return _finished(trainer, best)
+    finally:
+        _free(trainer, best)
+
+
+def _finished(trainer: Trainer, best: _BestByMetric | None) -> PreTrainedModel | None:
+    """The trained model holding the kept weights (the best epoch's, or the last): in place, or, when sharded,
+    whole again on the main process from the gathered weights (None on the others)."""
+    kept = best.weights() if best else None
+    if not sharded(trainer):
+        if kept is not None:
+            missing = set(kept) - {n for n, _ in trainer.model.named_parameters()}
+            assert not missing, f"best weights do not fit the model: {sorted(missing)[:3]}"
+            with torch.no_grad():
+                for name, param in trainer.model.named_parameters():
+                    if name in kept:
+                        param.copy_(kept[name])
+        return trainer.model
+    state = trainer.accelerator.get_state_dict(trainer.model_wrapped)  # every process takes part
+    if not trainer.accelerator.is_main_process:
+        return None
+    state.update(kept or {})
+    return rebuilt(trainer.model, state)
+
+
+def _free(trainer: Trainer, best: _BestByMetric | None) -> None:
+    """Let go of the trainer's optimizer, scheduler, engine and wrappers, so the next training of this process
+    (seeds, stages, ablations, label-budget points) starts with the memory the first one had."""
+    trainer.accelerator.free_memory()
+    trainer.optimizer = trainer.lr_scheduler = trainer.model_wrapped = trainer.deepspeed = None
+    trainer.callback_handler.callbacks.clear()
     if best:
-        best.restore(trainer.model)
-    return trainer.model
+        best.trainer = None
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -193,7 +193,7 @@ def test_sigkill_during_training_resumes_to_the_same_end(make_config, tmp_path):
 
 
 def test_two_processes_train_together(make_config, tmp_path):
-    config, out = make_config(training={"batch_size": 2, "select_best": False}), tmp_path / "run"
+    config, out = make_config(training={"batch_size": 2}), tmp_path / "run"
     # accelerate's multi-process launcher; without a GPU the processes join over gloo on the CPU
     proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rbft",
@@ -203,7 +203,28 @@ def test_two_processes_train_together(make_config, tmp_path):
     assert proc.stderr.count("direct_sft-seed0: training") == 1  # the main process speaks for both
     log = [r for r in lines(out / "train" / "direct_sft" / "seed0" / "train_log.jsonl") if "loss" in r]
     assert log[-1]["step"] == 2 * 6  # 24 videos over 2 processes x batch 2, 2 epochs
+    # each process scored its half of the 6 val videos after each epoch; the main one wrote the shared score
+    scored = [r for r in lines(out / "train" / "direct_sft" / "seed0" / "train_log.jsonl") if "val_score" in r]
+    assert [r["epoch"] for r in scored] == [1.0, 2.0] and all(0 <= r["val_score"] <= 1 for r in scored)
+    assert json.loads((out / "train" / "direct_sft" / "seed0" / "best.json").read_text())["score"] == max(
+        r["val_score"] for r in scored)
     assert differs(weights(SHIPPED_MODEL), weights(out / "models" / "direct_sft" / "seed0"))
+
+
+
+def test_the_process_group_waits_as_long_as_the_config_says(make_config, tmp_path):
+    # the others wait while the main process alone checks the data, scores and reports: NCCL's 10 minutes are too few
+    config = make_config(training={"process_timeout_s": 4321})
+    script = tmp_path / "go.py"
+    script.write_text("import sys, torch, torch.distributed as dist\nfrom pathlib import Path\n"
+                      "from rbft.config import load_config\nfrom rbft.pipeline import run\n"
+                      "run(load_config(sys.argv[1]), Path(sys.argv[2]), only='check', log=lambda m: None)\n"
+                      "group = dist.distributed_c10d._get_default_group()\n"
+                      "print('timeout', group._get_backend(torch.device('cpu')).options._timeout.total_seconds())\n")
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script),
+                           str(config), str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    assert proc.stdout.count("timeout 4321.0") == 2, proc.stdout + proc.stderr[-2000:]
 
 
 @pytest.mark.slow  # about a minute

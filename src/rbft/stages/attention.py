@@ -23,7 +23,7 @@ from rbft.data.annotations import BOXES, boxes_at, read_boxes
 from rbft.data.jsonl import read_jsonl
 from rbft.data.manifest import VideoRecord
 from rbft.errors import ConfigError
-from rbft.modeling import load_for_videos
+from rbft.modeling import eager_language, load_for_videos
 from rbft.prompts import label_examples
 from rbft.runs import Run, attention_key
 
@@ -58,7 +58,8 @@ def draw(config: ExperimentConfig, test: Sequence[VideoRecord], frames: Callable
         # a free reply that named no label (eval.mode: generate) is drawn at the true label's token
         predicted = {r["id"]: r["predicted"] or r["label"] for r in read_jsonl(predictions)}
         m = config.model
-        model, collator = load_for_videos(model_dir, frames, m.dtype, "eager", m.trust_remote_code)
+        model, collator = load_for_videos(model_dir, frames, m.dtype, eager_language(m.attn_implementation),
+                                          m.trust_remote_code)
         shown = [replace(v, label=predicted[v.id]) for v in chosen]
         grids[method] = {e.id: label_attention(model, collator, e) for e in label_examples(config.task, shown)}
     out.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,8 @@ def train_m_inter(config: ExperimentConfig, rationales: Sequence[dict], frames: 
         raise ConfigError("Stage I has no rationale to train on: every record was rejected or failed "
                           "(see rationales_summary.json; lower rationales.min_words or change the source)")
     m = config.model
-    model, collator = load_for_videos(m.name_or_path, frames, m.dtype, m.attn_implementation, m.trust_remote_code)
+    model, collator = load_for_videos(m.name_or_path, frames, m.dtype, m.attn_implementation, m.trust_remote_code,
+                                      training=True)
     trained = train(model, collator, examples, work, config.training, config.training.stage1, seed)
     by_main(lambda: save_model(trained, collator.processor, out, merge=True))
     return out

@@ -10,9 +10,11 @@ zero-shot model is asked for the very reply the fine-tuned ones learnt.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from accelerate.utils import gather_object
 from sklearn.metrics import f1_score
 
 from rbft.config import ExperimentConfig
@@ -21,7 +23,7 @@ from rbft.errors import ConfigError
 from rbft.modeling import load_for_videos, save_model
 from rbft.predict import write_task
 from rbft.prompts import label_examples, label_target
-from rbft.runs import Run, by_main, stage_key
+from rbft.runs import Run, by_main, process_state, stage_key
 from rbft.scoring import label_logprobs
 from rbft.training import train
 
@@ -40,14 +42,23 @@ def stage2(run: Run, seed: int, splits: dict[str, list[VideoRecord]], frames: Ca
 
 
 def val_macro_f1(config: ExperimentConfig, collator, val: Sequence[VideoRecord]) -> Callable:
-    """A function of the model: its macro-F1 on `val` by label scoring."""
+    """A function of the model: its macro-F1 on `val` by label scoring, the same on every process.
+
+    Each process scores its share of `val` (as many videos each, the last share padded with the
+    first videos, so a sharded model's processes run the same forwards), and all share the predictions.
+    """
     labels = list(config.task.labels)
     examples = label_examples(config.task, val)
+    targets = [label_target(x) for x in labels]
 
     def score(model) -> float:
-        scores = label_logprobs(model, collator, examples, [label_target(x) for x in labels])
-        predicted = [labels[i] for i in scores.argmax(1)]
-        return float(f1_score([v.label for v in val], predicted, labels=labels, average="macro", zero_division=0))
+        state = process_state()
+        share = math.ceil(len(examples) / state.num_processes)
+        mine = [(state.process_index * share + k) % len(examples) for k in range(share)]
+        scores = label_logprobs(model, collator, [examples[i] for i in mine], targets, config.eval.batch_size)
+        predicted = dict(gather_object([(i, int(row.argmax())) for i, row in zip(mine, scores)]))
+        return float(f1_score([v.label for v in val], [labels[predicted[i]] for i in range(len(val))], labels=labels,
+                              average="macro", zero_division=0))
 
     return score
 
@@ -56,7 +67,8 @@ def label_finetune(config: ExperimentConfig, start: str | Path, train_videos: Se
                    val_videos: Sequence[VideoRecord], frames: Callable, work: Path, out: Path, seed: int) -> Path:
     """Fine-tune the model at `start` on the labels (checkpoints in `work`); write the classifier to `out`."""
     m, t = config.model, config.training
-    model, collator = load_for_videos(start, frames, m.dtype, m.attn_implementation, m.trust_remote_code)
+    model, collator = load_for_videos(start, frames, m.dtype, m.attn_implementation, m.trust_remote_code,
+                                      training=True)
     select = val_macro_f1(config, collator, val_videos) if val_videos and t.select_best else None
     trained = train(model, collator, label_examples(config.task, train_videos), work, t, t.stage2, seed,
                     balance=t.balance, select=select)
