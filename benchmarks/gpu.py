@@ -36,6 +36,7 @@ file is read). Where pydantic is missing, bring its wheels along, e.g. on a mach
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import shutil
@@ -74,17 +75,14 @@ SIZES = {
                   rope_parameters=dict(ROPE, mrope_section=[2, 3, 3])),
              dict(VISION, depth=2, hidden_size=32, intermediate_size=64, num_heads=2, fullatt_block_indexes=[1])),
 }
-# dense bfloat16 peak, TFLOP/s, by a word of the card's name (SXM parts; H100 PCIe is 756)
-PEAKS = {"H100": 989.4, "H200": 989.4, "B200": 2250.0, "A100": 312.0, "L40S": 362.1, "L4": 121.0, "A10": 125.0}
+# dense bfloat16 peak, TFLOP/s, by the first of these found in the card's name (so H100 NVL before H100, A100 before A10)
+PEAKS = [("H100 NVL", 835.0), ("H100 PCIe", 756.0), ("H100", 989.4), ("H200", 989.4), ("B200", 2250.0),
+         ("A100", 312.0), ("L40S", 362.1), ("L4", 121.0), ("A10G", None), ("A10", 125.0)]  # (A10G: unpublished)
 FRAMES, HEIGHT, WIDTH = 8, 360, 420
 
 
 def peak_tflops(name: str, given: float | None) -> float | None:
-    if given:
-        return given
-    if "H100" in name and "PCIe" in name:
-        return 756.0
-    return next((v for k, v in PEAKS.items() if k in name.split() or f"{k} " in name or name.endswith(k)), None)
+    return given or next((peak for part, peak in PEAKS if part in name), None)
 
 
 def build(size: str, folder: Path, device: torch.device, dtype: torch.dtype) -> tuple[int, int]:
@@ -142,6 +140,7 @@ def _sync() -> None:
 
 
 def _peak_reset() -> None:
+    gc.collect()  # models of the part before, if anything still holds them
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -212,7 +211,7 @@ def bench(size: str, work: Path, args, peak: float | None) -> dict:
     out["lora"]["overhead"] = round(out["lora"]["plain_samples_per_s"] / out["lora"]["samples_per_s"], 3)
     memory = torch.cuda.get_device_properties(0).total_memory if gpu else None
     if memory is None or 16 * sum(params) < 0.85 * memory:
-        full = lora.model_copy(update={"method": "full"})
+        full = lora.model_copy(update={"method": "full", "batch_size": args.full_batch})  # (logits of 152k words)
         out["full"] = _train(folder, frames, labelled, full, work / f"{size}-full", args, name, params, 6, peak)
     else:
         out["full"] = f"skipped: {16 * sum(params) / 2 ** 30:.0f} GB of weights, gradients and AdamW state"
@@ -223,15 +222,14 @@ def bench(size: str, work: Path, args, peak: float | None) -> dict:
 def _train(folder: Path, frames, examples, training: TrainingConfig, out: Path, args, dtype: str,
            params: tuple[int, int], per_token: int, peak: float | None) -> dict:
     model, collator = load_for_videos(folder, frames, dtype, "sdpa", training=True)
-    clock = Clock()
+    clock, batch = Clock(), training.batch_size
     _peak_reset()
     trained = train(model, collator, examples, out, training, StageConfig(epochs=1, min_steps=args.steps,
                                                                          learning_rate=1e-5), callbacks=[clock])
-    rate = per_second(clock.stamps, args.batch)
-    figures = {"samples_per_s": round(rate, 3), "steps": len(clock.stamps), "batch": args.batch,
-               "peak_gb": _peak_gb()}
+    rate = per_second(clock.stamps, batch)
+    figures = {"samples_per_s": round(rate, 3), "steps": len(clock.stamps), "batch": batch, "peak_gb": _peak_gb()}
     if peak:
-        figures["mfu"] = round(rate * sample_flops(collator, examples[:args.batch], params, per_token) / (peak * 1e12), 4)
+        figures["mfu"] = round(rate * sample_flops(collator, examples[:batch], params, per_token) / (peak * 1e12), 4)
     started = time.perf_counter()
     save_model(trained, collator.processor, out / "model", merge=training.method == "full")
     figures["save_s"] = round(time.perf_counter() - started, 1)
@@ -276,6 +274,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--full-batch", type=int, default=2, help="batch of the full fine-tuning part")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--peak-tflops", type=float, default=None, help="the card's dense bf16 peak, TFLOP/s")
     parser.add_argument("--work", type=Path, default=None, help="folder for the model folders (default: a temporary one)")

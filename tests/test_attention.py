@@ -36,3 +36,34 @@ def test_focus_is_one_for_uniform_attention_and_above_one_on_the_box():
     assert focus(uniform, np.zeros_like(cover)) is None
     half = coverage([[0, 0, 8, 16]], size=(128, 128), grid=(8, 8))
     assert half[0, 0] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("k", [0, 77, 255])  # the first video token, one inside, the last (4 x 8 x 8 tokens)
+def test_the_map_peaks_at_the_video_token_the_label_is_made_to_look_at(k):
+    """Every later layer's attention from the label's tokens is forced onto the k-th video token: the map must put
+    all its mass on that cell (a wrong row (not the label's tokens), column or grid order would not)."""
+    model = load_model("rbft-world-base", dtype="float32", attn_implementation="eager")
+    clip = make_clip(1, 0, "x")[1][:8]
+    collator = VideoChatCollator(load_processor("rbft-world-base"), lambda _: clip)
+    example = Example("a", "v", "Is this normal?", "<abnormal>")
+    ids = collator([example])["input_ids"][0].tolist()
+    label = collator.processor.tokenizer("<abnormal>", add_special_tokens=False)["input_ids"]
+    start = max(i for i in range(len(ids)) if ids[i:i + len(label)] == label)
+    rows = list(range(start, start + len(label)))
+    column = [i for i, t in enumerate(ids) if t == model.config.video_token_id][k]
+    layers = model.model.language_model.layers
+
+    def force(module, args, output):
+        weights = output[1]
+        weights[:, :, rows, :] = 0
+        weights[:, :, rows, column] = 1
+
+    hooks = [layer.self_attn.register_forward_hook(force) for layer in layers[len(layers) // 2:]]
+    try:
+        grid = label_attention(model, collator, example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert grid.shape == (4, 8, 8)
+    assert np.unravel_index(grid.argmax(), grid.shape) == np.unravel_index(k, grid.shape)
+    assert grid.max() == pytest.approx(1.0)

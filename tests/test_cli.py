@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from rbft.data.samples import write_sample_set, write_video
 
@@ -139,3 +140,17 @@ def test_world_pretrain_makes_a_loadable_model(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "base model written" in result.stdout
     assert (tmp_path / "base" / "model.safetensors").exists() and (tmp_path / "base" / "README.md").exists()
+    # it loads as any Hugging Face model folder, was trained (not the recipe's random start), and writes text
+    from transformers import AutoConfig
+
+    from rbft.data.collate import Example
+    from rbft.generation import generate
+    from rbft.modeling import load_for_videos, new_model
+    from rbft.world.generate import make_clip
+
+    clip = make_clip(1, 0, "x")[1][::3][:4]
+    model, collator = load_for_videos(tmp_path / "base", lambda _: clip, dtype="float32")
+    start = new_model(AutoConfig.from_pretrained(tmp_path / "base"), seed=0).state_dict()
+    assert any(not torch.equal(start[k], v) for k, v in model.state_dict().items())
+    reply = generate(model, collator, [Example("a", "v", "Describe the video.")], max_new_tokens=12)[0]
+    assert reply.strip()

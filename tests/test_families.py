@@ -74,9 +74,8 @@ def test_one_step_moves_every_trainable_parameter_and_no_frozen_one(family, meth
 
 
 # LLaVA-OneVision's template (used for InternVL here too) renders the assistant turn unlike its generation
-# prompt (`assistant ` + newline against `assistant` + newline), so the full-sequence reference scores
-# another context there
-@pytest.mark.parametrize("family", [f for f in FAMILIES if f not in ("llava_onevision", "internvl")])
+# prompt (`assistant ` + newline against `assistant` + newline): replies are scored after the trained context
+@pytest.mark.parametrize("family", FAMILIES)
 def test_shared_prefix_label_scoring_equals_one_sequence_per_label(family):
     processor, model = build(family)
     collator, side = VideoChatCollator(processor, lambda _: clip()), processor.tokenizer.padding_side

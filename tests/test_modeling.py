@@ -110,3 +110,28 @@ def test_weights_trained_in_float32_are_saved_in_the_dtype_the_model_was_loaded_
     save_model(model, load_processor("rbft-world-base"), tmp_path / "m")
     with safe_open(str(tmp_path / "m" / "model.safetensors"), "pt") as f:
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
+
+
+def test_a_process_that_trained_under_zero3_still_loads_whole_models_for_inference():
+    """transformers keeps the trainer's DeepSpeed config after training; under ZeRO-3 it would shard every model it
+    loads and refuse a device_map. Evaluation, attention and the rebuilt model must load whole all the same."""
+    import weakref
+
+    from transformers.integrations import deepspeed
+
+    from rbft.modeling import load_for_videos, rebuilt
+
+    class Zero3:
+        def is_zero3(self):
+            return True
+
+    kept = Zero3()
+    deepspeed._hf_deepspeed_config_weak_ref = weakref.ref(kept)
+    try:
+        assert deepspeed.is_deepspeed_zero3_enabled()
+        model, _ = load_for_videos("rbft-world-base", lambda _: None, dtype="float32")
+        whole = rebuilt(model, model.state_dict())
+        assert deepspeed.is_deepspeed_zero3_enabled()  # the training's setting is left as it was
+    finally:
+        deepspeed.unset_hf_deepspeed_config()
+    assert not any(p.is_meta or p.numel() == 0 for p in [*model.parameters(), *whole.parameters()])

@@ -87,3 +87,37 @@ def test_a_hub_name_offline_and_not_cached_is_a_clear_error(tmp_path):
     env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert "needs network access or a copy in the Hugging Face cache" in result.stdout, result.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen2_5_vl(tmp_path_factory):
+    processor, model = build("qwen2_5_vl")
+    folder = tmp_path_factory.mktemp("qwen2_5_vl")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if p.stem != "cpu-smoke"], ids=lambda p: p.stem)
+def test_each_paper_config_trains_as_written_with_a_tiny_model(path, smoke_world, tiny_qwen2_5_vl, tmp_path):
+    """Every setting of the config as it is (method, tower, dtype, attention, checkpointing, batches, rates),
+    but the model (a tiny random Qwen2.5-VL folder), the data (the world) and the budget (one epoch, one seed)."""
+    config = load_config(path)
+    t = config.training
+    budget = {"epochs": 1.0, "min_steps": 0}
+    config = config.model_copy(update={
+        "data": config.data.model_copy(update={"manifest": smoke_world / "home-security.jsonl"}),
+        "model": config.model.model_copy(update={"name_or_path": str(tiny_qwen2_5_vl)}),
+        "task": load_config(next(p for p in CONFIGS if p.stem == "cpu-smoke")).task,  # the world's labels
+        "training": t.model_copy(update={"stage1": t.stage1.model_copy(update=budget),
+                                         "stage2": t.stage2.model_copy(update=budget)}),
+        "seeds": [0]})
+    out = tmp_path / "run"
+    run(config, out, only="direct_sft", log=lambda m: None)
+    model = out / "models" / "direct_sft" / "seed0"
+    assert (model / "rbft_task.json").exists()
+    assert (model / ("adapter_config.json" if t.method == "lora" else "model.safetensors")).exists()
+    log = [json.loads(line) for line in (out / "train" / "direct_sft" / "seed0" / "train_log.jsonl").read_text().splitlines()]
+    steps = -(-8 // (t.batch_size * t.gradient_accumulation))  # 8 training clips, one epoch
+    assert max(r["step"] for r in log) == steps
+    assert [r["epoch"] for r in log if "val_score" in r] == ([1.0] if t.select_best else [])

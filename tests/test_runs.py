@@ -73,3 +73,51 @@ def test_how_a_run_goes_changes_no_stage_key(tmp_path, monkeypatch):
     trained = ExperimentConfig.model_validate({**CONFIGS["defaults"], "training": {"stage2": {"learning_rate": 1e-5}}})
     assert stage_key(trained, "stage2", 0) != stage_key(config, stage, 0)
 
+
+
+# each stage's key against one setting changed at a time: (setting, what it changes, stages whose key must move);
+# every other stage's key must stay (a setting that moves a key retrains that stage and everything after it)
+CHANGES = [
+    ({"data": {"num_frames": 4}}, {"check", "rationales", "stage1", "stage2", "direct_sft", "eval"}),
+    ({"data": {"max_pixels": 9999}}, {"check", "rationales", "stage1", "stage2", "direct_sft", "eval"}),
+    ({"data": {"decode_workers": 3}}, set()),
+    ({"data": {"train_limit": 1}}, {"rationales", "stage1", "stage2", "direct_sft", "eval-rbft", "eval-direct"}),
+    ({"model": {"dtype": "bfloat16"}}, {"rationales", "stage1", "stage2", "direct_sft", "eval"}),
+    ({"model": {"attn_implementation": "eager"}}, {"rationales", "stage1", "stage2", "direct_sft", "eval"}),
+    ({"task": {**TASK, "persona": "Another expert"}}, {"rationales", "stage1", "stage2", "direct_sft", "eval"}),
+    ({"rationales": {"source": "scene"}}, {"rationales", "stage1", "stage2", "eval-rbft"}),
+    ({"rationales": {"label_hint": False}}, {"rationales", "stage1", "stage2", "eval-rbft"}),
+    ({"rationales": {"max_new_tokens": 17}}, {"rationales", "stage1", "stage2", "eval-rbft"}),
+    ({"rationales": {"batch_size": 3, "concurrency": 9, "timeout_s": 5, "retries": 0}}, set()),
+    ({"training": {"stage1": {"learning_rate": 1e-5}}}, {"stage1", "stage2", "eval-rbft"}),
+    ({"training": {"stage1": {"epochs": 1}}}, {"stage1", "stage2", "eval-rbft"}),
+    ({"training": {"stage2": {"learning_rate": 1e-5}}}, {"stage2", "direct_sft", "eval-rbft", "eval-direct"}),
+    ({"training": {"stage2": {"min_steps": 7}}}, {"stage2", "direct_sft", "eval-rbft", "eval-direct"}),
+    ({"training": {"balance": "none"}}, {"stage1", "stage2", "direct_sft", "eval-rbft", "eval-direct"}),
+    ({"training": {"method": "full"}}, {"stage1", "stage2", "direct_sft", "eval-rbft", "eval-direct"}),
+    ({"training": {"lora_r": 4}}, {"stage1", "stage2", "direct_sft", "eval-rbft", "eval-direct"}),
+    ({"training": {"batch_size": 2}}, {"stage1", "stage2", "direct_sft", "eval-rbft", "eval-direct"}),
+    ({"training": {"report_to": [], "process_timeout_s": 60, "checkpoints": "none", "dataloader_workers": 2}}, set()),
+    ({"eval": {"mode": "generate"}}, {"eval"}),
+    ({"eval": {"batch_size": 2}}, set()),
+]
+
+
+def _keys(config: ExperimentConfig) -> dict[str, str]:
+    keys = {stage: stage_key(config, stage) for stage in ("check", "rationales")}
+    keys |= {stage: stage_key(config, stage, 0) for stage in ("stage1", "stage2", "direct_sft")}
+    keys |= {f"eval-{m}": eval_key(config, keys[s], ["c"]) for m, s in (("rbft", "stage2"), ("direct", "direct_sft"))}
+    keys["eval-zero_shot"] = eval_key(config, keys["check"], ["c"])
+    return keys
+
+
+@pytest.mark.parametrize("change, moves", CHANGES, ids=[json.dumps(c)[:60] for c, _ in CHANGES])
+def test_a_key_moves_with_what_its_stage_depends_on_and_with_nothing_else(change, moves, tmp_path, monkeypatch):
+    from rbft.config import _merge
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in MANIFEST))
+    before = _keys(ExperimentConfig.model_validate(CONFIGS["defaults"]))
+    after = _keys(ExperimentConfig.model_validate(_merge(CONFIGS["defaults"], change)))
+    expected = {k for k in before if k in moves or k.split("-")[0] in moves}  # "eval": every method's
+    assert {k for k in before if before[k] != after[k]} == expected

@@ -1,6 +1,7 @@
 """Label scoring at real model size: last-position logits only, one cache for every label, float32 scores."""
 
 import numpy as np
+import pytest
 import torch
 
 from rbft.data.collate import VideoChatCollator
@@ -45,14 +46,16 @@ def test_the_prompt_gives_its_last_positions_logits_only_and_one_cache_serves_ev
     assert cache_rows == [2] * 6  # the continuation forwards see the prompts' cache, never repeated per label
 
 
-def test_a_bfloat16_output_layer_is_scored_in_float32():
+@pytest.mark.parametrize("autocast", [False, True], ids=["plain", "under-autocast"])  # a trained model's forward
+def test_a_bfloat16_output_layer_is_scored_in_float32(autocast):
     layer = load_model("rbft-world-base", dtype="bfloat16").get_output_embeddings()
     torch.manual_seed(0)
     hidden = (torch.randn(4, 1, layer.in_features) * 3).to(torch.bfloat16)
     exact = torch.log_softmax(hidden.double() @ layer.weight.double().T, -1)
     head = _Head.__new__(_Head)
     head.last, head.CHUNK = True, 100  # slices of the vocabulary (822 rows) as on a real model
-    head._take(layer, (hidden,))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        head._take(layer, (hidden,))
     ours = (head.logprobs.double() - exact).abs().max()
     rounded = (torch.log_softmax(layer(hidden).float(), -1).double() - exact).abs().max()
     assert head.logprobs.dtype == torch.float32 and ours < 1e-5

@@ -41,23 +41,42 @@ class Decoding:
         return asdict(self) if self.do_sample else {"max_new_tokens": self.max_new_tokens, "do_sample": False}
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What one reply cost in tokens, and whether it ended by itself (`stop`) or ran out of tokens (`length`)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+
+
 @torch.no_grad()
 def generate_batches(model, collator, examples: Sequence[Example], decoding: Decoding = Decoding(),
-                     batch_size: int = 8) -> Iterator[list[tuple[int, str]]]:
-    """Yield each batch's (index into `examples`, reply) pairs as soon as the batch is done."""
+                     batch_size: int = 8, usage: bool = False) -> Iterator[list[tuple]]:
+    """Yield each batch's (index into `examples`, reply) pairs as soon as the batch is done; with `usage`,
+    (index, reply, Usage) triples."""
     model.eval()
     tokenizer = collator.processor.tokenizer
     settings = {"do_sample": decoding.do_sample, "max_new_tokens": decoding.max_new_tokens,
                 "pad_token_id": tokenizer.pad_token_id}
     if decoding.do_sample:
         settings.update(temperature=decoding.temperature, top_p=decoding.top_p)
+    ends = model.generation_config.eos_token_id
+    ends = torch.tensor([] if ends is None else [ends] if isinstance(ends, int) else list(ends))
     for rows, batch in collator.prompt_batches(examples, batch_size):
         if decoding.do_sample:  # a batch's draws depend on the seed and its first row, not on what ran before
             torch.manual_seed(decoding.seed * 1_000_003 + rows[0])
         batch = batch.to(model.device)
-        out = model.generate(**batch, **settings)
-        texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-        yield [(i, text.strip()) for i, text in zip(rows, texts)]
+        new = model.generate(**batch, **settings)[:, batch["input_ids"].shape[1]:]
+        texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+        if not usage:
+            yield [(i, text.strip()) for i, text in zip(rows, texts)]
+            continue
+        ended = torch.isin(new.cpu(), ends)
+        lengths = torch.where(ended.any(1), ended.int().argmax(1) + 1, new.shape[1]).tolist()
+        prompts = batch["attention_mask"].sum(1).tolist()
+        yield [(i, text.strip(), Usage(int(p), int(n), "stop" if stop else "length"))
+               for i, text, p, n, stop in zip(rows, texts, prompts, lengths, ended.any(1).tolist())]
 
 
 def generate(model, collator, examples: Sequence[Example], max_new_tokens: int = 96, batch_size: int = 8,

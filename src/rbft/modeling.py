@@ -16,6 +16,7 @@ import os
 import shutil
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -69,11 +70,28 @@ def load_model(name_or_path: str | Path, dtype: str = "auto", attn_implementatio
                                          source)
     placement = {"device_map": {"": str(device)}} if device is not None else {}
     try:
-        return AutoModelForImageTextToText.from_pretrained(
-            source, dtype=load_dtype(dtype, source, trust_remote_code), attn_implementation=attention_backend(
-                attn_implementation), trust_remote_code=trust_remote_code, use_safetensors=True, **placement)
+        with outside_zero3(device is not None):
+            return AutoModelForImageTextToText.from_pretrained(
+                source, dtype=load_dtype(dtype, source, trust_remote_code), attn_implementation=attention_backend(
+                    attn_implementation), trust_remote_code=trust_remote_code, use_safetensors=True, **placement)
     except (OSError, ValueError) as error:
         raise ConfigError(_unloadable(source, "model", error)) from error
+
+
+@contextmanager
+def outside_zero3(whole: bool = True):
+    """Within it, a model is made whole, not sharded, even in a process that trained under DeepSpeed ZeRO-3
+    (transformers then keeps the trainer's DeepSpeed config and would shard every model it makes, and
+    refuses a device_map): a model for inference or one rebuilt from gathered weights."""
+    from transformers.integrations import deepspeed
+
+    kept = deepspeed._hf_deepspeed_config_weak_ref
+    if whole:
+        deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        deepspeed._hf_deepspeed_config_weak_ref = kept
 
 
 def inference_device() -> torch.device:
@@ -191,7 +209,7 @@ def rebuilt(model, state_dict: dict[str, torch.Tensor]) -> PreTrainedModel:
 
     lora = getattr(model, "peft_config", None) if hasattr(model, "get_base_model") else None
     base = model.get_base_model() if lora else model
-    with init_empty_weights():  # (the class itself, not `_from_config`, which under ZeRO-3 would shard it again)
+    with init_empty_weights(), outside_zero3():
         fresh = type(base)(base.config)
         if lora:
             from peft import get_peft_model

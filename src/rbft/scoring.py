@@ -52,7 +52,7 @@ def label_logprobs(model, collator, examples: Sequence[Example], targets: Sequen
     replies = [[collator.reply_ids(replace(e, target=t)) for t in targets] for e in examples]
     scores = np.zeros((len(examples), len(targets)))
     head, last = _Head(model), ({"logits_to_keep": 1} if keeps_logits(model) else {})
-    for rows, batch in collator.prompt_batches(examples, batch_size):  # every prompt ends where replies begin
+    for rows, batch in collator.prompt_batches(examples, batch_size, scoring=True):  # each ends where replies begin
         batch = batch.to(model.device)
         with head.taking(last=True):
             cache = prompt_cache(model(**batch, use_cache=True, **last))
@@ -111,11 +111,12 @@ class _Head:
 
     def _take(self, layer, inputs) -> None:
         hidden = (inputs[0][:, -1:] if self.last else inputs[0]).float()
-        logits = torch.cat([torch.nn.functional.linear(hidden, rows.float()) for rows in layer.weight.split(self.CHUNK)],
-                           -1)
-        if getattr(layer, "bias", None) is not None:
-            logits = logits + layer.bias.float()
-        self.logprobs = torch.log_softmax(logits, -1)
+        with torch.autocast(hidden.device.type, enabled=False):  # (a trained model's forward runs under autocast)
+            logits = torch.cat([torch.nn.functional.linear(hidden, rows.float())
+                                for rows in layer.weight.split(self.CHUNK)], -1)
+            if getattr(layer, "bias", None) is not None:
+                logits = logits + layer.bias.float()
+            self.logprobs = torch.log_softmax(logits, -1)
 
 
 @torch.no_grad()

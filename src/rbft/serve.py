@@ -1,6 +1,7 @@
 """`rbft serve`: any rbft model behind an OpenAI-compatible chat-completions endpoint.
 
-POST /v1/chat/completions takes the OpenAI message format; the image_url parts of the
+POST /v1/chat/completions takes the OpenAI message format (with `stream: true`, the reply comes as
+server-sent events; every response says its `usage` in tokens); the image_url parts of the
 user's message (base64 data URLs only: the server never fetches a URL) are one video's
 frames, in order, and its text parts are the prompt. GET /v1/models and GET /health
 answer too. Requests that arrive together are generated together, in batches of up to
@@ -103,9 +104,9 @@ class Batcher:
         examples = [Example(j[0].id, j[0].id, j[0].prompt, system=j[0].system) for j in jobs]
         self.frames.update({j[0].id: j[1] for j in jobs})
         try:
-            for batch in generate_batches(self.model, self.collator, examples, decoding, self.batch_size):
-                for i, text in batch:
-                    jobs[i][3].set_result(text)
+            for batch in generate_batches(self.model, self.collator, examples, decoding, self.batch_size, usage=True):
+                for i, text, usage in batch:
+                    jobs[i][3].set_result((text, usage))
         except Exception as e:  # the request fails, the server stays up
             for j in jobs:
                 if not j[3].done():
@@ -154,13 +155,36 @@ def make_server(model, processor, model_name: str, host: str = "127.0.0.1", port
             except (json.JSONDecodeError, BadRequest, TypeError, ValueError, AttributeError) as e:
                 return self._error(400, str(e), "invalid_request_error")
             try:
-                text = batcher.submit(example, clip, decoding).result()
+                text, usage = batcher.submit(example, clip, decoding).result()
             except Exception as e:
                 return self._error(500, f"generation failed: {type(e).__name__}: {e}", "server_error")
-            self._send(200, {
-                "id": f"chatcmpl-{example.id}", "object": "chat.completion", "created": int(time.time()),
-                "model": model_name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            })
+            head = {"id": f"chatcmpl-{example.id}", "created": int(time.time()), "model": model_name}
+            tokens = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                      "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+            if body.get("stream"):
+                return self._stream(head, text, usage.finish_reason,
+                                    tokens if (body.get("stream_options") or {}).get("include_usage") else None)
+            self._send(200, {**head, "object": "chat.completion", "usage": tokens, "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": usage.finish_reason}]})
+
+        def _stream(self, head: dict, text: str, finish_reason: str, tokens: dict | None) -> None:
+            """The reply as server-sent events, as OpenAI's streaming clients read them. Requests are generated in
+            batches, so the text comes as one chunk once its batch is done, then the end (and usage, if asked)."""
+            chunk = {**head, "object": "chat.completion.chunk"}
+            events = [{**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": text},
+                                             "finish_reason": None}]},
+                      {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]}]
+            if tokens is not None:
+                events.append({**chunk, "choices": [], "usage": tokens})
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")  # the stream ends when the connection does
+            self.end_headers()
+            self.close_connection = True
+            for event in events:
+                self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
 
     return ThreadingHTTPServer((host, port), Handler)

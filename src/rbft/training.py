@@ -257,6 +257,7 @@ def train(model: PreTrainedModel, collator, examples: Sequence[Example], out: st
     """
     if not examples:
         raise ConfigError("nothing to train on: the training split is empty (check the manifest's splits)")
+    _collect()  # what an earlier training of this process left, before this one takes its memory
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     loaded = getattr(getattr(model, "config", None), "dtype", None)
@@ -284,6 +285,9 @@ def _finished(trainer: Trainer, best: _BestByMetric | None) -> PreTrainedModel |
     whole again on the main process from the gathered weights (None on the others)."""
     kept = best.weights() if best else None
     if not sharded(trainer):
+        model = trainer.model
+        model.__dict__.pop("_original_forward", None)  # accelerate's autocast wrapper: a bound method in the model's
+        model.__dict__.pop("forward", None)            # own __dict__, which would keep it alive until a gc pass
         if kept is not None:
             missing = set(kept) - {n for n, _ in trainer.model.named_parameters()}
             assert not missing, f"best weights do not fit the model: {sorted(missing)[:3]}"
@@ -307,6 +311,10 @@ def _free(trainer: Trainer, best: _BestByMetric | None) -> None:
     trainer.callback_handler.callbacks.clear()
     if best:
         best.trainer = None
+    _collect()
+
+
+def _collect() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -76,3 +76,33 @@ def test_a_lasting_fault_becomes_a_failure_with_its_reason(server, clip):
         assert proxy.calls == 9
     finally:
         proxy.close()
+
+
+def test_the_openai_client_itself_reads_replies_streams_and_usage(server, clip):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server, api_key="unused", max_retries=0, timeout=120)
+    assert [m.id for m in client.models.list()] == ["rbft-world-base"]
+    content = [{"type": "image_url", "image_url": {"url": frame_url(f)}} for f in clip]
+    messages = [{"role": "system", "content": "You are a Smart Home Security Expert."},
+                {"role": "user", "content": [*content, {"type": "text", "text": PROMPT}]}]
+    reply = client.chat.completions.create(model="rbft-world-base", messages=messages, max_tokens=40, temperature=0)
+    text = reply.choices[0].message.content
+    assert text.startswith("Subjects:")
+    usage = reply.usage
+    seen = np.stack([np.asarray(Image.open(io.BytesIO(base64.b64decode(frame_url(f).split(",", 1)[1])))) for f in clip])
+    collator = VideoChatCollator(load_processor("rbft-world-base"), lambda _: seen)
+    example = Example("x", "x", PROMPT, system="You are a Smart Home Security Expert.")
+    assert usage.prompt_tokens == int(collator.prompts([example])["attention_mask"].sum())
+    assert 0 < usage.completion_tokens <= 40
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    assert reply.choices[0].finish_reason == ("length" if usage.completion_tokens == 40 else "stop")
+    # streamed: server-sent events the client reads, the same text, usage at the end when asked for
+    chunks = list(client.chat.completions.create(model="rbft-world-base", messages=messages, max_tokens=40,
+                                                 temperature=0, stream=True, stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == reply.choices[0].finish_reason
+    assert chunks[-1].usage.total_tokens == usage.total_tokens
+    # ended by the budget: a shorter one runs out of tokens
+    short = client.chat.completions.create(model="rbft-world-base", messages=messages, max_tokens=3, temperature=0)
+    assert short.usage.completion_tokens == 3 and short.choices[0].finish_reason == "length"

@@ -175,12 +175,38 @@ def test_two_processes_share_the_work_and_merge(make_config, tmp_path):
 
 
 def test_a_teacher_writes_the_rationales_and_is_named_in_them(make_config, tmp_path):
-    from rbft.modeling import SHIPPED_MODEL
+    import torch
 
-    config = load_config(make_config(source="teacher", teacher=str(SHIPPED_MODEL), max_new_tokens=24))
+    from rbft.data.cache import FrameCache
+    from rbft.data.manifest import load_manifest
+    from rbft.generation import generate
+    from rbft.modeling import load_for_videos, load_model, load_processor
+    from rbft.prompts import rationale_examples
+
+    # another model than the base: the shipped one with every weight moved, so it writes other text
+    teacher = tmp_path / "teacher"
+    other = load_model("rbft-world-base", dtype="float32")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for param in other.parameters():
+            param.add_(torch.randn_like(param) * param.std().nan_to_num(0.02) * 0.5)
+    other.save_pretrained(teacher)
+    load_processor("rbft-world-base").save_pretrained(teacher)
+    config = load_config(make_config(source="teacher", teacher=str(teacher), max_new_tokens=24))
     run(config, tmp_path / "run", only="rationales", log=lambda m: None)
     rows = lines(tmp_path / "run" / "rationales.jsonl")
-    assert len(rows) == 24 and all(r["source"] == "teacher" and r["model"] == str(SHIPPED_MODEL) for r in rows)
+    assert len(rows) == 24 and all(r["source"] == "teacher" and r["model"] == str(teacher) for r in rows)
+    # the file holds the teacher's replies, not the base model's
+    cache, sampling = FrameCache(), config.data.sampling()
+    videos = [v for v in load_manifest(config.data.manifest, config.task.labels) if v.id in {r["id"] for r in rows}][:4]
+    examples = rationale_examples(config.task, videos, config.rationales.label_hint)
+    written = {r["id"]: r["rationale"] for r in rows}
+    replies = {}
+    for name in (teacher, "rbft-world-base"):
+        model, collator = load_for_videos(name, lambda path: cache.load(path, sampling), dtype="float32")
+        replies[str(name)] = generate(model, collator, examples, max_new_tokens=24, batch_size=2)
+    assert [written[v.id] for v in videos] == replies[str(teacher)]
+    assert replies[str(teacher)] != replies["rbft-world-base"]
 
 
 def test_teacher_source_without_a_teacher_is_a_config_error(make_config):

@@ -147,6 +147,54 @@ def test_free_generation_eval_reports_its_parse_failures(finished_run, tmp_path)
         assert m["accuracy"] == sum(r["predicted"] == r["label"] for r in rows) / len(rows)  # unparsed: wrong
 
 
+
+@pytest.mark.parametrize("k, expected", [(0, 2.0), (7, 0.0)])  # the first patch's top-left cell; its top-right one
+def test_attention_focus_is_the_share_on_the_boxes_where_the_label_is_made_to_look(finished_run, tmp_path,
+                                                                                    monkeypatch, k, expected):
+    """Boxes on the left half of every frame (half the area) and every query forced onto the k-th video token:
+    the focus must be 1 / 0.5 where that token's cell is on the left, 0 where it is on the right."""
+    import rbft.stages.attention as stage
+    from rbft.data.cache import FrameCache
+    from rbft.data.collate import VideoChatCollator
+    from rbft.data.jsonl import read_jsonl, write_jsonl
+    from rbft.data.manifest import load_manifest
+    from rbft.modeling import load_processor
+    from rbft.prompts import label_examples
+
+    config_path, out = finished_run
+    config = load_config(config_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(config.data.manifest, data / "home-security.jsonl")
+    (data / "videos").symlink_to(config.data.manifest.parent / "videos")
+    write_jsonl(data / "boxes.jsonl", [{**row, "frames": [[[0, 0, row["size"][0] // 2, row["size"][1]]]] * len(row["frames"])}
+                                       for row in read_jsonl(config.data.manifest.parent / "boxes.jsonl")])
+    config = config.model_copy(update={"data": config.data.model_copy(update={"manifest": data / "home-security.jsonl"})})
+    test = [v for v in load_manifest(config.data.manifest, config.task.labels) if v.split == "test"]
+    cache, sampling = FrameCache(), config.data.sampling()
+    frames = lambda path: cache.load(path, sampling)  # noqa: E731
+    models = {m: (out / "models" / m / "seed0", out / "predictions" / f"{m}-seed0.jsonl") for m in ("direct_sft", "rbft")}
+    collator = VideoChatCollator(load_processor(models["rbft"][0]), frames)
+    ids = collator(label_examples(config.task, test[:1]))["input_ids"][0]
+    loaded = stage.load_for_videos
+
+    def forced(*args, **kwargs):
+        model, collator = loaded(*args, **kwargs)
+        column = (ids == model.config.video_token_id).nonzero().flatten()[k]
+
+        def force(module, inputs, output):
+            output[1].zero_()
+            output[1][..., column] = 1
+
+        for layer in model.model.language_model.layers:
+            layer.self_attn.register_forward_hook(force)
+        return model, collator
+
+    monkeypatch.setattr(stage, "load_for_videos", forced)
+    facts = stage.draw(config, test, frames, models, tmp_path / "attention", count=1, log=lambda m: None)
+    assert facts["focus_videos"] == len(test) == 8
+    assert facts["focus"] == {"direct_sft": pytest.approx(expected), "rbft": pytest.approx(expected)}
+
 def test_lora_stage2_saves_an_adapter_on_m_inter(make_config, tmp_path):
     out = tmp_path / "run"
     config = load_config(make_config(source="scene", training={"method": "lora", "lora_r": 4,
@@ -220,11 +268,13 @@ def test_the_process_group_waits_as_long_as_the_config_says(make_config, tmp_pat
                       "from rbft.config import load_config\nfrom rbft.pipeline import run\n"
                       "run(load_config(sys.argv[1]), Path(sys.argv[2]), only='check', log=lambda m: None)\n"
                       "group = dist.distributed_c10d._get_default_group()\n"
-                      "print('timeout', group._get_backend(torch.device('cpu')).options._timeout.total_seconds())\n")
+                      "seconds = group._get_backend(torch.device('cpu')).options._timeout.total_seconds()\n"
+                      "Path(sys.argv[2], f'timeout-{dist.get_rank()}').write_text(str(seconds))\n")
     proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script),
                            str(config), str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
-    assert proc.stdout.count("timeout 4321.0") == 2, proc.stdout + proc.stderr[-2000:]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [(tmp_path / "run" / f"timeout-{rank}").read_text() for rank in (0, 1)] == ["4321.0", "4321.0"]
 
 
 @pytest.mark.slow  # about a minute

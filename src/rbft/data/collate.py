@@ -12,6 +12,7 @@ tokenizer (left or right).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -72,21 +73,32 @@ class VideoChatCollator:
         assert example.target and start >= 0, "the chat template drops the reply"
         return text[start:]
 
-    def prompts(self, examples: Sequence[Example]) -> dict:
-        """The batch up to and including the generation prompt (for scoring and generation)."""
-        return self.encode([self.prefix(e) for e in examples], self.videos(examples))
+    def context(self, example: Example) -> str:
+        """The conversation's text up to where its reply starts, as training renders it (what a reply is scored
+        after). The generation prompt in most templates; not in LLaVA-OneVision's, whose assistant turn opens
+        with `assistant ` + newline where its generation prompt has `assistant` + newline."""
+        probe = example if example.target else replace(example, target="<label>")
+        text = self.processor.apply_chat_template(messages(probe), tokenize=False)
+        return text[:len(text) - len(self._reply(text, probe))]
 
-    def prompt_batches(self, examples: Sequence[Example], batch_size: int) -> Iterator[tuple[list[int], dict]]:
-        """(indices into `examples`, their prompts batch) by prompt length, so little goes to padding, and
-        left-padded, so every row's reply starts at the last column."""
+    def prompts(self, examples: Sequence[Example], scoring: bool = False) -> dict:
+        """The batch up to and including the generation prompt (for generation), or up to where the reply starts
+        in training (`scoring`)."""
+        return self.encode([self.context(e) if scoring else self.prefix(e) for e in examples], self.videos(examples))
+
+    def prompt_batches(self, examples: Sequence[Example], batch_size: int,
+                       scoring: bool = False) -> Iterator[tuple[list[int], dict]]:
+        """(indices into `examples`, their prompts batch, as `prompts`) by prompt length, so little goes to
+        padding, and left-padded, so every row's reply starts at the last column."""
         tokenizer = self.processor.tokenizer
-        lengths = [len(tokenizer(self.prefix(e), add_special_tokens=False)["input_ids"]) for e in examples]
+        texts = [self.context(e) if scoring else self.prefix(e) for e in examples]
+        lengths = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
         order = sorted(range(len(examples)), key=lengths.__getitem__)
         for start in range(0, len(order), batch_size):
             rows, side = order[start:start + batch_size], tokenizer.padding_side
             tokenizer.padding_side = "left"
             try:
-                batch = self.prompts([examples[i] for i in rows])
+                batch = self.prompts([examples[i] for i in rows], scoring)
             finally:
                 tokenizer.padding_side = side
             yield rows, batch
