@@ -191,15 +191,21 @@ def save_model(model, processor, out: str | Path, merge: bool = True) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     if merge and hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    loaded = getattr(model.config, "dtype", None)
-    if not hasattr(model, "peft_config") and isinstance(loaded, torch.dtype) and loaded.is_floating_point:
-        model = model.to(loaded)  # weights trained in float32 (`rbft.training.prepare`) go back to the checkpoint's dtype
+    dtype = loaded_dtype(model)
+    if dtype is not None:  # weights trained in float32 (`rbft.training.prepare`) go back to the loaded dtype
+        model = model.to(dtype)
     model.save_pretrained(tmp, safe_serialization=True)
     processor.save_pretrained(tmp)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
     return out
+
+
+def loaded_dtype(model) -> torch.dtype | None:
+    """The floating dtype a model (not a LoRA wrap: its adapters keep their own) was loaded in, from its config."""
+    loaded = None if hasattr(model, "peft_config") else getattr(getattr(model, "config", None), "dtype", None)
+    return loaded if isinstance(loaded, torch.dtype) and loaded.is_floating_point else None
 
 
 def rebuilt(model, state_dict: dict[str, torch.Tensor]) -> PreTrainedModel:

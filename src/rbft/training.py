@@ -26,7 +26,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from rbft.config import ExperimentConfig, StageConfig, TrainingConfig
 from rbft.data.conversation import Example
 from rbft.errors import ConfigError
-from rbft.modeling import is_vision, lora_targets, mixed_precision, model_skeleton, rebuilt
+from rbft.modeling import is_vision, loaded_dtype, lora_targets, mixed_precision, model_skeleton, rebuilt
 from rbft.runs import agree, process_state
 
 
@@ -137,8 +137,7 @@ def trainable_weights(trainer: Trainer) -> dict[str, torch.Tensor] | None:
         model.named_parameters())
     if not trainer.accelerator.is_main_process:
         return None
-    loaded = None if hasattr(model, "peft_config") else getattr(getattr(model, "config", None), "dtype", None)
-    cast = loaded if isinstance(loaded, torch.dtype) and loaded.is_floating_point else None
+    cast = loaded_dtype(model)
     return {n: t.detach().to("cpu", cast if cast is not None and t.is_floating_point() else t.dtype).contiguous()
             for n, t in state.items() if n in names}
 
@@ -260,8 +259,7 @@ def train(model: PreTrainedModel, collator, examples: Sequence[Example], out: st
     _collect()  # what an earlier training of this process left, before this one takes its memory
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    loaded = getattr(getattr(model, "config", None), "dtype", None)
-    loaded = loaded if isinstance(loaded, torch.dtype) else next(model.parameters()).dtype
+    loaded = loaded_dtype(model) or next(model.parameters()).dtype
     model = prepare(model, training)
     args = arguments(training, stage, out, seed, loaded, len(examples))
     best = _BestByMetric(select, out) if select else None
