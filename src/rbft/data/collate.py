@@ -98,7 +98,7 @@ class VideoChatCollator:
             rows, side = order[start:start + batch_size], tokenizer.padding_side
             tokenizer.padding_side = "left"
             try:
-                batch = self.prompts([examples[i] for i in rows], scoring)
+                batch = self.encode([texts[i] for i in rows], self.videos([examples[i] for i in rows]))
             finally:
                 tokenizer.padding_side = side
             yield rows, batch
