@@ -71,6 +71,13 @@ def test_conclusion_reads_the_last_verdict_and_whole_words():
     assert conclusion("**Classification:** Abnormal.", LABELS) == "abnormal"
     assert conclusion("Conclusion: normal\n...\nConclusion: vague", LABELS) == "vague"
     assert conclusion("It looks normal.", LABELS) is None
+    # an empty verdict line is no verdict: the next line is not read as its text
+    assert conclusion("Conclusion:\nThe subjects look normal.", LABELS) is None
+    # a label with an underscore, written with a space or a hyphen, as teachers write them
+    animals = ["no_animal", "pet", "large_wildlife"]
+    assert conclusion("Conclusion: large wildlife (a bear)", animals) == "large_wildlife"
+    assert conclusion("**Answer:** <No-Animal>", animals) == "no_animal"
+    assert conclusion("Conclusion: a wildlife documentary", animals) is None
 
 
 def test_summary_counts_lengths_and_reasons():

@@ -22,8 +22,9 @@ import numpy as np
 
 FAILED = "generation failed"  # prefix of `rejected` for a record whose generation never succeeded
 _HEADING = re.compile(r"^\s*[*#-]*\s*(subjects?|attributes?|actions?|scenes?)\s*[*]*\s*:", re.I | re.M)
-_VERDICT = re.compile(r"^\s*[*#-]*\s*(?:conclusion|classification|answer|label|verdict)\s*[*]*\s*:\s*(.+)$",
-                      re.I | re.M)
+# a verdict heading and its text on the same line (`Conclusion: <abnormal>`, `**Classification:** abnormal`)
+_VERDICT = re.compile(r"^[ \t]*[*#-]*[ \t]*(?:conclusion|classification|answer|label|verdict)[ \t]*[*]*[ \t]*:"
+                      r"[ \t*]*([^\s*].*)$", re.I | re.M)
 
 
 class RationaleStore:
@@ -88,12 +89,16 @@ def compact(store: RationaleStore, order: Sequence[str]) -> None:
 
 
 def conclusion(text: str, labels: Sequence[str]) -> str | None:
-    """The label a rationale's last verdict line names (`Conclusion: <abnormal>`), or None."""
+    """The label a rationale's last verdict line names first (`Conclusion: <abnormal>`), or None. A label's
+    `_`, `-` and spaces are alike (`no animal` is `no_animal`), as writers spell them either way."""
     verdicts = _VERDICT.findall(text)
     if not verdicts:
         return None
-    named = [(m.start(), label) for label in labels
-             for m in [re.search(rf"<?\b{re.escape(label)}\b>?", verdicts[-1], re.I)] if m]
+    named = []
+    for label in labels:
+        pattern = r"[ _-]".join(re.escape(part) for part in re.split(r"[ _-]", label))
+        if m := re.search(rf"<?\b{pattern}\b>?", verdicts[-1], re.I):
+            named.append((m.start(), label))
     return min(named)[1] if named else None
 
 
