@@ -9,6 +9,15 @@ action_accuracy     the same for the main subject's action (no goal; motion is t
 zero_shot_macro_f1  home-security macro-F1 of the base model by label scoring (it never saw the labels)
 finetuned_macro_f1  the same after a short fine-tune on the world's labelled train split
 
+and on the demo's 160 training clips (the first 160 of the same world), the rationales the
+demo's Stage I data is made of (`rationales`), label-hinted as the demo writes them:
+
+layout              share that keep every line of rbft's layout and conclude with the stated label  goal >= 0.9
+distinct_reasoning  distinct reasoning lines over the 160                                            goal >= 10
+grounded            share whose reasoning names the subject or the action of their own description   goal >= 0.8
+label_free_accuracy with the label-free prompt, the share whose conclusion is the true label
+                    (a zero-shot-with-reasoning figure), with the conclusions' label counts
+
 The last line printed is one JSON object with every figure.
 """
 
@@ -33,14 +42,17 @@ from rbft.data.collate import Example
 from rbft.data.manifest import load_manifest
 from rbft.generation import generate
 from rbft.modeling import SHIPPED_MODEL, load_for_videos
-from rbft.prompts import label_examples, label_target, rationale_prompt, system_prompt
+from rbft.data.rationales import conclusion
+from rbft.prompts import label_examples, label_target, rationale_examples, rationale_prompt, system_prompt
 from rbft.scoring import label_logprobs
 from rbft.training import train
 from rbft.world.generate import Splits, generate_world, load_scenes
-from rbft.world.judge import judge
+from rbft.world.judge import judge, read_rationale, reasoning_grounded
 from rbft.world.tasks import TASKS
 
 TASK = TASKS["home-security"]
+DEMO_TRAIN = 160  # the demo's training clips: the first 160 of the world drawn with seed 0
+LAYOUT_LINES = {"subjects", "attributes", "actions", "scenes", "reasoning", "conclusion"}
 
 
 def macro_f1(model, collator, records) -> tuple[float, float]:
@@ -50,6 +62,21 @@ def macro_f1(model, collator, records) -> tuple[float, float]:
     pred = [labels[i] for i in scores.argmax(1)]
     return (float(f1_score(truth, pred, labels=labels, average="macro", zero_division=0)),
             float(accuracy_score(truth, pred)))
+
+
+def rationale_figures(hinted: list[str], free: list[str], records) -> dict:
+    """How well the hinted rationales follow rbft's layout toward the stated label, and the label-free verdicts."""
+    labels = list(TASK.labels)
+    follows = [LAYOUT_LINES <= set(read_rationale(t)) and conclusion(t, labels) == r.label
+               for t, r in zip(hinted, records)]
+    reasoning = [read_rationale(t).get("reasoning", "") for t in hinted]
+    free_verdicts = [conclusion(t, labels) for t in free]
+    return {"clips": len(records), "layout": float(np.mean(follows)),
+            "distinct_reasoning": len({x for x in reasoning if x}),
+            "grounded": float(np.mean([reasoning_grounded(t) for t in hinted])),
+            "label_free_accuracy": float(np.mean([v == r.label for v, r in zip(free_verdicts, records)])),
+            "label_free_conclusions": {str(k): free_verdicts.count(k) for k in [*labels, None]},
+            "truth": {k: sum(r.label == k for r in records) for k in labels}}
 
 
 def main() -> None:
@@ -81,6 +108,15 @@ def main() -> None:
             print(f"{r.id} [{scenes[r.id]['subjects'][0]['kind']}, {r.meta['scene']}]: {text!r}")
 
         t = time.perf_counter()
+        demo = train_set[:DEMO_TRAIN]
+        hinted, free = (generate(model, collator, rationale_examples(TASK, demo, hint), max_new_tokens=160,
+                                 batch_size=16) for hint in (True, False))
+        rationales = rationale_figures(hinted, free, demo)
+        timings["rationales"] = time.perf_counter() - t
+        for text, r in list(zip(hinted, demo))[:2]:
+            print(f"{r.id} [{r.label}], label-hinted: {text!r}")
+
+        t = time.perf_counter()
         zero_f1, zero_acc = macro_f1(model, collator, test_set)
         timings["zero_shot"] = time.perf_counter() - t
 
@@ -98,14 +134,18 @@ def main() -> None:
         "n": len(test_set), "subject_accuracy": mean("subject"), "scene_accuracy": mean("scene"),
         "action_accuracy": mean("action"), "zero_shot_macro_f1": zero_f1, "zero_shot_accuracy": zero_acc,
         "finetuned_macro_f1": tuned_f1, "finetuned_accuracy": tuned_acc, "gap": tuned_f1 - zero_f1,
-        "train_clips": len(train_set), "finetune_epochs": args.epochs,
+        "train_clips": len(train_set), "finetune_epochs": args.epochs, "rationales": rationales,
         "seconds": {k: round(v, 1) for k, v in timings.items()},
         "machine": f"{platform.machine()} {platform.python_version()}",
     }
     print(f"subject {result['subject_accuracy']:.3f}  scene {result['scene_accuracy']:.3f}  "
           f"action {result['action_accuracy']:.3f}  zero-shot macro-F1 {zero_f1:.3f}  "
-          f"fine-tuned macro-F1 {tuned_f1:.3f}", file=sys.stderr)
-    result = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+          f"fine-tuned macro-F1 {tuned_f1:.3f}  rationales: layout {rationales['layout']:.3f}, "
+          f"{rationales['distinct_reasoning']} distinct reasoning lines, grounded {rationales['grounded']:.3f}, "
+          f"label-free accuracy {rationales['label_free_accuracy']:.3f}", file=sys.stderr)
+    rounded = lambda d: {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}  # noqa: E731
+    result = rounded(result)
+    result["rationales"] = rounded(result["rationales"])
     if args.card:
         write_card(args.model, result)
     print(json.dumps(result))

@@ -37,7 +37,7 @@ from sklearn.preprocessing import StandardScaler
 from rbft.config import load_config
 from rbft.data.cache import FrameCache
 from rbft.data.manifest import load_manifest
-from rbft.demo import prepare
+from rbft.demo import FULL, QUICK, prepare
 from rbft.modeling import load_for_videos
 from rbft.pipeline import run
 from rbft.prompts import label_examples
@@ -70,7 +70,7 @@ def main() -> None:
     seconds = {}
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        config = load_config(prepare(Path(tmp) / "demo.yaml", quick=args.quick))
+        config = load_config(prepare(Path(tmp) / "demo.yaml", QUICK if args.quick else FULL))
         config = config.model_copy(update={"seeds": [args.seed], "ablations": {},
                                            "label_budget": config.label_budget.model_copy(update={"videos": []})})
         records = load_manifest(config.data.manifest, config.task.labels)

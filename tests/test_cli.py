@@ -96,17 +96,22 @@ def test_demo_quick_runs_the_whole_experiment(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "demo" / "run-quick"
     results = json.loads((run / "results.json").read_text())
-    for name in ("zero-shot", "direct SFT", "RB-FT"):
+    for name in ("zero-shot", "direct SFT", "RB-FT [ground-truth-rationales]"):
         assert name in result.stdout
-    assert set(results["methods"]) == {"zero_shot", "direct_sft", "rbft"}
-    assert results["methods"]["rbft"]["n"] == 64
-    assert "RB-FT minus direct SFT, macro_f1" in result.stdout and "95% CI" in result.stdout
+    # the shipped model writes descriptions, not rationales: the filter refuses them and the demo says so
+    assert set(results["methods"]) == {"zero_shot", "direct_sft"}
+    assert "only 0 of 64 rationales passed the filter" in results["refused"]["rbft"]
+    assert "RB-FT was not trained" in result.stdout
+    # the teacher arm: RB-FT on the world's ground-truth rationales, against the same direct SFT
+    teacher = results["ablations"]["ground-truth-rationales"]
+    assert teacher["methods"]["rbft"]["n"] == 64 and "rbft_minus_direct_sft" in teacher["comparisons"]
+    assert "ablation ground-truth-rationales: RB-FT minus direct SFT, macro_f1" in " ".join(result.stdout.split())
     assert (run / "report.html").stat().st_size > 10_000 and (run / "report.md").exists()
     assert sorted(p.name for p in (run / "attention").glob("*.png")) == [f"{v}.png" for v in results["attention"]["videos"]]
     assert "demo finished in" in result.stdout
     # run again: everything is done, nothing is redone
     again = rbft("demo", "--quick", "--out", tmp_path / "demo")
-    assert again.returncode == 0 and again.stderr.count("skipped") == 4 and "eval:" not in again.stderr
+    assert again.returncode == 0 and "eval:" not in again.stderr and "training" not in again.stderr
 
 
 def test_demo_write_config_gives_a_config_rbft_run_takes(tmp_path):
@@ -120,6 +125,22 @@ def test_demo_write_config_gives_a_config_rbft_run_takes(tmp_path):
     assert config.data.manifest.read_text().count("\n") == 64 + 16 + 64
     check = rbft("data", "check", config.data.manifest, "--json")
     assert check.returncode == 0
+
+
+def test_the_demo_runs_a_teacher_arm_and_the_study_adds_the_label_budget_to_the_same_run():
+    from rbft.demo import FULL, QUICK, STUDY, demo_config
+
+    full, study, quick = (demo_config("world/home-security.jsonl", size) for size in (FULL, STUDY, QUICK))
+    # RB-FT on the world's ground-truth rationales, every other setting the demo's
+    assert full["ablations"] == {"ground-truth-rationales": {"rationales": {"source": "scene"}}}
+    assert full["rationales"]["source"] == "self" and "label_budget" not in full
+    assert study["label_budget"] == {"videos": [20, 80]}
+    assert {k: v for k, v in study.items() if k not in ("name", "label_budget")} == {
+        k: v for k, v in full.items() if k != "name"}
+    assert quick["ablations"] == full["ablations"] and "label_budget" not in quick
+    # the shipped model's own rationales are refused by the filter: the demo runs the other arms and says why
+    assert full["rationales"]["on_too_few"] == quick["rationales"]["on_too_few"] == "skip"
+    assert rbft("demo", "--quick", "--study").returncode == 2
 
 
 def test_world_generate_writes_a_dataset_that_passes_the_data_check(tmp_path):

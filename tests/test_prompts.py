@@ -13,6 +13,9 @@ def test_label_conditioned_prompt_states_the_label_and_asks_for_the_layout():
     for heading in ("Subjects:", "Attributes:", "Actions:", "Scenes:", "Reasoning:", "Conclusion:"):
         assert heading in text
     assert all(d in text for d in DIMENSIONS)
+    # the conclusion line names the stated label alone: no other label is anywhere in the prompt
+    assert text.rstrip().endswith("Conclusion: <abnormal>")
+    assert "<normal>" not in text and "<vague>" not in text
 
 
 def test_label_free_prompt_does_not_give_the_label_away():

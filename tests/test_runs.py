@@ -1,11 +1,13 @@
 """The run folder's stage keys: a run folder made by an earlier rbft is resumed, not redone."""
 
+import hashlib
 import json
 
 import pytest
 
 from rbft.config import ExperimentConfig
-from rbft.runs import attention_key, eval_key, stage_key
+from rbft.modeling import SHIPPED_MODEL
+from rbft.runs import attention_key, eval_key, shipped_weights, stage_key
 
 MANIFEST = [{"id": "a", "video": "videos/a.mp4", "label": "normal", "split": "train"},
             {"id": "b", "video": "videos/b.mp4", "label": "abnormal", "split": "train"},
@@ -47,6 +49,8 @@ EARLIER = {
 @pytest.mark.parametrize("name", CONFIGS)
 def test_stage_keys_are_those_an_earlier_rbft_wrote(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the manifest's path is part of the key: the same relative path as then
+    # as for any model but the shipped one, whose weights are in its keys (see the test below)
+    monkeypatch.setattr("rbft.runs.shipped_weights", lambda config: ())
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in MANIFEST))
     config = ExperimentConfig.model_validate(CONFIGS[name])
     seed = config.seeds[0]
@@ -60,6 +64,20 @@ def test_stage_keys_are_those_an_earlier_rbft_wrote(name, tmp_path, monkeypatch)
     changed = ExperimentConfig.model_validate({**CONFIGS[name], "seeds": [seed + 1]})
     assert stage_key(changed, "stage1", seed + 1) != keys[f"stage1-seed{seed}"]
     assert stage_key(changed, "check") == keys["check"]
+
+
+def test_a_new_shipped_base_model_moves_every_key_but_the_data_checks(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in MANIFEST))
+    config = ExperimentConfig.model_validate(CONFIGS["defaults"])
+    assert shipped_weights(config) == (hashlib.sha256((SHIPPED_MODEL / "model.safetensors").read_bytes()).hexdigest(),)
+    before = _keys(config)
+    monkeypatch.setattr("rbft.runs.shipped_weights", lambda c: ("another model's weights",))
+    after = _keys(config)
+    assert {k for k in before if before[k] != after[k]} == set(before) - {"check"}
+    # a model of one's own is named by its path or hub name, as before
+    own = ExperimentConfig.model_validate({**CONFIGS["defaults"], "model": {"name_or_path": "Qwen/Qwen2.5-VL-7B"}})
+    assert shipped_weights(own) == ()
 
 
 def test_how_a_run_goes_changes_no_stage_key(tmp_path, monkeypatch):
@@ -89,6 +107,7 @@ CHANGES = [
     ({"rationales": {"label_hint": False}}, {"rationales", "stage1", "stage2", "eval-rbft"}),
     ({"rationales": {"max_new_tokens": 17}}, {"rationales", "stage1", "stage2", "eval-rbft"}),
     ({"rationales": {"batch_size": 3, "concurrency": 9, "timeout_s": 5, "retries": 0}}, set()),
+    ({"rationales": {"min_kept_share": 0.1, "on_too_few": "skip"}}, set()),  # they stop a run, change no rationale
     ({"training": {"stage1": {"learning_rate": 1e-5}}}, {"stage1", "stage2", "eval-rbft"}),
     ({"training": {"stage1": {"epochs": 1}}}, {"stage1", "stage2", "eval-rbft"}),
     ({"training": {"stage2": {"learning_rate": 1e-5}}}, {"stage2", "direct_sft", "eval-rbft", "eval-direct"}),

@@ -144,6 +144,11 @@ class RationaleConfig(_Strict):
     timeout_s: float = Field(default=120.0, gt=0)
     retries: int = Field(default=3, ge=0)
     min_words: int = Field(default=12, ge=0)
+    min_kept_share: float = Field(default=0.5, ge=0, le=1, description="stop before Stage I when the filter "
+                                  "keeps a smaller share of the rationales (their source cannot write them)")
+    on_too_few: Literal["stop", "skip"] = Field(
+        default="stop", description="when too few rationales pass: `stop` the run before Stage I, or `skip` "
+        "RB-FT (no Stage I or II) and run the rest, results.json saying why RB-FT is missing")
 
     @model_validator(mode="after")
     def _teacher_named(self) -> "RationaleConfig":

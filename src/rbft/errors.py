@@ -11,6 +11,10 @@ class ConfigError(RbftError):
     """The experiment config cannot be used (bad YAML, unknown key, bad value)."""
 
 
+class RationalesRefused(ConfigError):
+    """Stage I will not train on these rationales: too few pass the filter (`rationales.min_kept_share`)."""
+
+
 class ManifestError(RbftError):
     """The manifest cannot be used. `problems` lists every one found, with line numbers."""
 

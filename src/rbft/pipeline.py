@@ -32,7 +32,7 @@ from rbft.stages.direct_sft import direct_sft
 from rbft.stages.evaluate import evaluate
 from rbft.stages.rationales import rationales
 from rbft.stages.report import report
-from rbft.stages.stage1 import stage1
+from rbft.stages.stage1 import refusal, stage1
 from rbft.stages.stage2 import stage2
 from rbft.training import check_settings
 
@@ -63,20 +63,25 @@ def run(config: ExperimentConfig, out: Path, only: str | None = None, fresh: boo
         check_settings(config)
     if wants("rationales") or (wants("stage1") and not run_.is_done("rationales", stage_key(config, "rationales"))):
         facts["rationales"] = rationales(run_, splits["train"], frames)  # offline data construction
+    # too few rationales pass the filter: stop before Stage I (in `stage1`), or with `on_too_few: skip` run
+    # everything but RB-FT, and say why it is missing
+    refused = refusal(run_) if config.rationales.on_too_few == "skip" else None
+    if refused:
+        run_.log(f"RB-FT skipped (rationales.on_too_few: skip): {refused}")
     for seed in config.seeds:
-        if wants("stage1"):
+        if wants("stage1") and not refused:
             stage1(run_, seed, frames)  # M_inter
-        if wants("stage2"):
+        if wants("stage2") and not refused:
             stage2(run_, seed, splits, frames)  # M*, RB-FT's classifier
         if wants("direct_sft"):
             direct_sft(run_, seed, splits, frames)  # the baseline, with Stage II's budget
     if wants("eval"):
-        facts["results"] = evaluate(run_, splits, frames, zero_shot=parent is None)
+        facts["results"] = evaluate(run_, splits, frames, zero_shot=parent is None, refused=refused)
     if parent is not None:
         return facts
 
     if wants("attention"):
-        facts["attention"] = attention(run_, splits["test"], frames)
+        facts["attention"] = attention(run_, splits["test"], frames, rbft=not refused)
     if wants("ablations") and config.ablations:
         facts["ablations"] = _variants(run_, "ablations", list(config.ablations))
     if wants("label_budget") and (points := _budget_points(run_, len(splits["train"]))):

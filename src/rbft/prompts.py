@@ -81,7 +81,10 @@ def rationale_prompt(task: TaskConfig, label: str | None = None) -> str:
     if label is not None:
         text += (f"The label of this video is {label_target(label)} ({task.labels[label]}); it is given to "
                  "help you. Explain what in the video leads to it, as if you had found it yourself.\n")
-    return text + "Answer in this layout:\n" + LAYOUT.format(options=f"one of {_options(task)}")
+    # told the label, the layout's conclusion line names it alone: a prompt that also lists the other labels
+    # there has every label in it, and a small model then concludes with whichever it attends to
+    verdict = label_target(label) if label is not None else f"one of {_options(task)}"
+    return text + "Answer in this layout:\n" + LAYOUT.format(options=verdict)
 
 
 def label_examples(task: TaskConfig, videos: Sequence[VideoRecord]) -> list[Example]:

@@ -129,22 +129,23 @@ def method_table(results: dict) -> tuple[list[str], list[list[str]]]:
 def comparison_lines(results: dict, prefix: str = "") -> list[str]:
     """RB-FT minus direct SFT: each figure's difference with its interval (after `prefix`), and McNemar's test
     per seed."""
+    refused = results.get("refused", {}).get("rbft")
+    lines = [f"RB-FT was not trained: {refused}"] if refused else []
     comparison = results.get("comparisons", {}).get("rbft_minus_direct_sft")
     if not comparison:
-        return []
-    lines = [f"{prefix}{key}: {delta_text(d)}" for key, d in comparison["delta"].items()]
+        return lines
+    lines += [f"{prefix}{key}: {delta_text(d)}" for key, d in comparison["delta"].items()]
     ps = ", ".join(f"{t['p_value']:.3g} ({t['only_first_right']} vs {t['only_second_right']} videos)"
                    for t in comparison["mcnemar"])
     return lines + [f"McNemar exact test per seed: p = {ps}"]
 
 
 def ablation_lines(results: dict) -> list[str]:
-    """Each ablation's RB-FT minus direct SFT in macro-F1."""
+    """Each ablation's RB-FT minus direct SFT, each figure with its interval."""
     lines = []
     for name, ablation in results.get("ablations", {}).items():
-        d = ablation["comparisons"].get("rbft_minus_direct_sft", {}).get("delta", {}).get("macro_f1")
-        if d:
-            lines.append(f"ablation {name}: RB-FT minus direct SFT, macro_f1 {delta_text(d)}")
+        delta = ablation["comparisons"].get("rbft_minus_direct_sft", {}).get("delta", {})
+        lines += [f"ablation {name}: RB-FT minus direct SFT, {key} {delta_text(d)}" for key, d in delta.items()]
     return lines
 
 
@@ -157,7 +158,8 @@ def budget_table(results: dict) -> tuple[list[str], list[list[str]]]:
     for point in results.get("label_budget", {}).get("points", []):
         m = point["methods"]
         d = point["rbft_minus_direct_sft"]
-        rows.append([str(point["videos"]), str(m["rbft"]["seeds"]), figure(m["direct_sft"]), figure(m["rbft"]),
+        rbft = figure(m["rbft"]) if "rbft" in m else "not trained (too few rationales passed)"
+        rows.append([str(point["videos"]), str(m["direct_sft"]["seeds"]), figure(m["direct_sft"]), rbft,
                      delta_text(d) if d else ""])
     return head, rows
 

@@ -18,6 +18,7 @@ markers and speaks for all.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -72,6 +73,22 @@ def by_main(work: Callable[[], object]) -> None:
 RUNNING_ONLY = {"report_to", "process_timeout_s", "checkpoints", "dataloader_workers"}
 
 
+def shipped_weights(config: ExperimentConfig) -> tuple[str, ...]:
+    """The sha256 of the shipped base model's weights when `config` uses it, else nothing: a new rbft ships a new
+    model under the same name, and a run folder made with the old one must not be resumed with it."""
+    from rbft.modeling import SHIPPED_MODEL, SHIPPED_NAMES
+
+    if config.model.name_or_path not in SHIPPED_NAMES:
+        return ()
+    weights = SHIPPED_MODEL / "model.safetensors"
+    return (_file_sha256(str(weights), weights.stat().st_mtime_ns, weights.stat().st_size),)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _hash(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -82,7 +99,8 @@ def stage_key(config: ExperimentConfig, stage: str, seed: int | None = None) -> 
     check = _hash("check", manifest, config.data.model_dump(mode="json", exclude={"decode_workers", "train_limit"}))
     if stage == "check":
         return check
-    base = (check, config.task.model_dump(), config.model.model_dump(), config.data.train_limit)
+    base = (check, config.task.model_dump(), config.model.model_dump(), config.data.train_limit,
+            *shipped_weights(config))
     training = config.training.model_dump(mode="json", exclude=RUNNING_ONLY)
     if training["balance"] == "none":  # (runs from before these options keep their keys)
         del training["balance"]
@@ -90,7 +108,8 @@ def stage_key(config: ExperimentConfig, stage: str, seed: int | None = None) -> 
         if not training[stage_budget]["min_steps"]:
             del training[stage_budget]["min_steps"]
     if stage == "rationales":
-        r = config.rationales.model_dump(mode="json", exclude={"concurrency", "timeout_s", "retries", "batch_size"})
+        r = config.rationales.model_dump(mode="json", exclude={"concurrency", "timeout_s", "retries", "batch_size",
+                                                                "min_kept_share", "on_too_few"})
         if r["file"] is None:
             del r["file"]  # (runs from before the file source keep their key)
         elif config.rationales.file.is_file():
@@ -108,7 +127,8 @@ def stage_key(config: ExperimentConfig, stage: str, seed: int | None = None) -> 
 def eval_key(config: ExperimentConfig, trained: str, test_ids: list[str]) -> str:
     """The key of one model's predictions: the key of the stage that made the model (`trained`), and the test."""
     return _hash("eval", trained, config.model.model_dump(), config.task.model_dump(),
-                 config.eval.model_dump(exclude={"batch_size"}), test_ids, stage_key(config, "check"))
+                 config.eval.model_dump(exclude={"batch_size"}), test_ids, stage_key(config, "check"),
+                 *shipped_weights(config))
 
 
 def attention_key(config: ExperimentConfig, test_ids: list[str]) -> str:

@@ -1,6 +1,7 @@
 import json
 
-from rbft.data.rationales import FAILED, RationaleStore, compact, conclusion, merge, rejection, summary
+from rbft.data.rationales import (FAILED, RationaleStore, compact, conclusion, merge, rejection, summary,
+                                  too_few_kept)
 
 LABELS = ["normal", "abnormal", "vague"]
 GOOD = ("Subjects: a bear.\nAttributes: the bear is large and brown.\nActions: the bear knocks over a trash can.\n"
@@ -59,10 +60,46 @@ def test_filter_reasons():
     loop = "Subjects: a cat. Attributes: black. Actions: the cat is playing " * 6
     assert rejection(loop, "normal", LABELS) == "degenerate repetition"
     no_scene = GOOD.replace("Scene: in the driveway at night.\n", "")
-    assert rejection(no_scene, "abnormal", LABELS) == "missing dimensions: scenes"
+    assert rejection(no_scene, "abnormal", LABELS) == "missing: scenes"
     assert rejection(GOOD, "normal", LABELS).startswith("contradicts the label (concludes abnormal")
-    # no conclusion at all is not a contradiction
-    assert rejection(GOOD.rsplit("\n", 1)[0], "normal", LABELS) is None
+
+
+def test_a_description_without_reasoning_or_conclusion_is_not_a_rationale():
+    description = GOOD.split("\nReasoning:")[0]  # the four dimensions only, what a describing model writes
+    assert rejection(description, "abnormal", LABELS) == "missing: reasoning, conclusion"
+    no_conclusion = GOOD.rsplit("\n", 1)[0]
+    assert rejection(no_conclusion, "abnormal", LABELS) == "missing: conclusion"
+    assert rejection(GOOD.replace("Reasoning:", "Notes:"), "abnormal", LABELS) == "missing: reasoning"
+    no_scene = description.replace("\nScene: in the driveway at night.", "")
+    assert rejection(no_scene + "\nConclusion: <abnormal>", "abnormal", LABELS) == "missing: scenes, reasoning"
+    assert rejection(GOOD.replace("<abnormal>", "something is off"), "abnormal", LABELS) == "conclusion names no label"
+    empty_reasoning = GOOD.replace("Reasoning: a wild animal at the house is a danger.", "**Reasoning:**")
+    assert rejection(empty_reasoning, "abnormal", LABELS) == "missing: reasoning"
+    assert rejection(GOOD.replace("**", "").replace("Reasoning:", "**Reasoning:**"), "abnormal", LABELS) is None
+    echoed = GOOD.replace("<abnormal>", "one of <normal>, <abnormal>, <vague>")  # the prompt's options echoed back
+    assert rejection(echoed, "normal", LABELS) == "conclusion names several labels"
+    assert rejection(GOOD.replace("<abnormal>", "<abnormal> or <vague>"), "abnormal", LABELS) == (
+        "conclusion names several labels")
+    # a label with an underscore, written as words
+    animals = ["no_animal", "pet", "large_wildlife"]
+    assert conclusion(GOOD.replace("<abnormal>", "large wildlife (a bear)"), animals) == "large_wildlife"
+    assert rejection(GOOD.replace("<abnormal>", "<large-wildlife>"), "large_wildlife", animals) is None
+    # rationales written elsewhere (rbft's layout not asked of them) need none of these lines
+    assert rejection(description, "abnormal", LABELS, dimensions=False) is None
+
+
+def test_stage_one_stops_when_most_rationales_are_rejected():
+    kept = [rec(f"k{i}") for i in range(4)]
+    bare = [rec(f"r{i}", rejected="missing: reasoning, conclusion") for i in range(6)]
+    stop = too_few_kept(summary(kept + bare), 0.5)
+    assert stop.startswith("Stage I stopped: only 4 of 10 rationales") and "missing: reasoning, conclusion 6" in stop
+    assert "rationales.source: teacher" in stop and "rationales.min_kept_share" in stop
+    assert too_few_kept(summary(kept + bare[:4]), 0.5) is None  # half kept is enough
+    assert too_few_kept(summary(kept + bare), 0.4) is None
+    assert too_few_kept(summary(kept[:3] + bare[:4]), 3 / 7) is None  # no float edge
+    failed = [rec(f"f{i}", rejected=f"{FAILED}: HTTP 500") for i in range(6)]
+    assert "6 generation(s) failed: run again to retry them" in too_few_kept(summary(kept + failed), 0.5)
+    assert "rationale file covers the training videos" in too_few_kept(summary(kept + bare), 0.5, "file")
 
 
 def test_conclusion_reads_the_last_verdict_and_whole_words():
@@ -82,8 +119,9 @@ def test_conclusion_reads_the_last_verdict_and_whole_words():
 
 def test_summary_counts_lengths_and_reasons():
     rows = [rec("a", label="abnormal"), rec("b", rejected="too short (3 words, fewer than 12)"),
-            rec("c", rejected="too short (5 words, fewer than 12)"), rec("d", rejected="empty")]
+            rec("c", rejected="too short (5 words, fewer than 12)"), rec("d", rejected="empty"),
+            rec("e", rejected="missing: reasoning, conclusion")]
     facts = summary(rows)
-    assert facts["records"] == 4 and facts["kept"] == 1 and facts["rejected"] == 3
-    assert facts["rejected_by_reason"] == {"too short": 2, "empty": 1}
+    assert facts["records"] == 5 and facts["kept"] == 1 and facts["rejected"] == 4
+    assert facts["rejected_by_reason"] == {"too short": 2, "empty": 1, "missing: reasoning, conclusion": 1}
     assert facts["words"]["median"] == len(GOOD.split()) and facts["by_label"] == {"abnormal": 1}

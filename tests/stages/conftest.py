@@ -56,7 +56,8 @@ def make_config(world_dir, tmp_path):
                                                                        **rationales)
 
 
-ABLATIONS = {"self-rationales": {"rationales": {"source": "self"}}}
+# other rationales (from a file: the shipped model's own are descriptions, which the filter refuses)
+ABLATION = "file-rationales"
 BUDGET = {"videos": [12]}  # a label-budget point: 12 of the 24 labelled videos
 
 
@@ -68,7 +69,9 @@ def finished_run(world_dir, tmp_path_factory) -> tuple[Path, Path]:
     from rbft.config import load_config
 
     folder = tmp_path_factory.mktemp("finished")
-    config = write_config(folder, world_dir, source="scene", extra={"ablations": ABLATIONS, "label_budget": BUDGET})
+    ablations = {ABLATION: {"rationales": {"source": "file",
+                                           "file": str(folder / "home-security.scene-rationales.jsonl")}}}
+    config = write_config(folder, world_dir, source="scene", extra={"ablations": ablations, "label_budget": BUDGET})
     run(load_config(config), folder / "run", log=lambda m: None)
     return config, folder / "run"
 

@@ -20,7 +20,7 @@ def test_report_md_has_the_tables_and_its_figures(finished_run):
     _, out = finished_run
     text = (out / "report.md").read_text()
     results = json.loads((out / "results.json").read_text())
-    for name in ("zero-shot", "direct SFT", "RB-FT", "RB-FT [self-rationales]", "direct SFT [self-rationales]"):
+    for name in ("zero-shot", "direct SFT", "RB-FT", "RB-FT [file-rationales]", "direct SFT [file-rationales]"):
         assert f"| {name} |" in text
     assert "## Label budget" in text and "| 12 | 1 |" in text and "| 24 | 1 |" in text
     rbft = results["methods"]["rbft"]

@@ -90,18 +90,18 @@ def test_stages_chain_and_write_loadable_models(finished_run):
 def test_ablations_run_whole_and_borrow_what_is_the_same(finished_run):
     config_path, out = finished_run
     results = json.loads((out / "results.json").read_text())
-    assert set(results["ablations"]) == {"self-rationales"}
-    for folder in (out / "ablations" / "self-rationales", out / "label_budget" / "labels-12"):
+    assert set(results["ablations"]) == {"file-rationales"}
+    for folder in (out / "ablations" / "file-rationales", out / "label_budget" / "labels-12"):
         assert not (folder / "predictions" / "zero_shot.jsonl").exists()  # zero-shot is the main run's
-    ablation = results["ablations"]["self-rationales"]
+    ablation = results["ablations"]["file-rationales"]
     assert set(ablation["methods"]) == {"direct_sft", "rbft"}
     assert "macro_f1" in ablation["comparisons"]["rbft_minus_direct_sft"]["delta"]
     # other rationales: Stage I and II trained again, direct SFT and its predictions borrowed (hard links)
-    self_run = out / "ablations" / "self-rationales"
-    assert lines(self_run / "rationales.jsonl")[0]["source"] == "self"
-    assert "borrowed_from" not in json.loads((self_run / "done" / "stage1-seed0.json").read_text())
-    assert json.loads((self_run / "done" / "direct_sft-seed0.json").read_text())["borrowed_from"] == str(out)
-    borrowed = self_run / "models" / "direct_sft" / "seed0" / "model.safetensors"
+    other_run = out / "ablations" / "file-rationales"
+    assert lines(other_run / "rationales.jsonl")[0]["source"] == "file"
+    assert "borrowed_from" not in json.loads((other_run / "done" / "stage1-seed0.json").read_text())
+    assert json.loads((other_run / "done" / "direct_sft-seed0.json").read_text())["borrowed_from"] == str(out)
+    borrowed = other_run / "models" / "direct_sft" / "seed0" / "model.safetensors"
     assert borrowed.stat().st_ino == (out / "models" / "direct_sft" / "seed0" / "model.safetensors").stat().st_ino
 
 
@@ -215,6 +215,35 @@ def test_unknown_target_module_stops_before_any_work(make_config, tmp_path):
     assert proc.returncode == 2
     assert "qkv_projection" in stderr and "not found" in stderr
     assert not (tmp_path / "run" / "rationales.jsonl").exists() and not (tmp_path / "run" / "train").exists()
+
+
+def test_a_run_whose_rationales_are_mostly_rejected_stops_before_stage_one(make_config, tmp_path):
+    # 16 new tokens cannot hold the layout's six lines: every rationale lacks its reasoning and conclusion
+    config = make_config(source="self", max_new_tokens=16, min_words=0)
+    proc = rbft("run", config, "--out", tmp_path / "run")
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 2, stderr
+    message = " ".join(stderr.split())
+    assert "Stage I stopped: only 0 of 24 rationales passed the filter" in message
+    assert "rationales.source: teacher" in message and "rationales.min_kept_share" in message
+    records = lines(tmp_path / "run" / "rationales.jsonl")  # what was written is kept, with its reasons
+    assert len(records) == 24 and all(r["rejected"].startswith("missing: ") for r in records)
+    assert all("conclusion" in r["rejected"] for r in records)
+    assert not (tmp_path / "run" / "models").exists() and not (tmp_path / "run" / "train").exists()
+    # `on_too_few: skip` (the demo's): the same folder goes on without RB-FT, and its results say why
+    config = make_config(source="self", max_new_tokens=16, min_words=0, on_too_few="skip",
+                         extra={"label_budget": {"videos": [12]}})
+    proc = rbft("run", config, "--out", tmp_path / "run")
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    assert "rationales: done with these settings; skipped" in stderr  # not written again
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(results["methods"]) == {"zero_shot", "direct_sft"} and not results["comparisons"]
+    assert results["refused"]["rbft"].startswith("Stage I stopped: only 0 of 24 rationales passed the filter")
+    assert "RB-FT was not trained: Stage I stopped" in " ".join(stdout.split())
+    assert not (tmp_path / "run" / "models" / "stage1").exists() and (tmp_path / "run" / "models" / "direct_sft").exists()
+    assert [set(p["methods"]) for p in results["label_budget"]["points"]] == [{"direct_sft"}] * 2  # 12 and 24
+    assert "RB-FT was not trained" in (tmp_path / "run" / "report.md").read_text()
 
 
 def final_loss(folder) -> tuple[int, float]:

@@ -28,17 +28,20 @@ from rbft.prompts import label_examples
 from rbft.runs import Run, attention_key
 
 
-def attention(run: Run, test: Sequence[VideoRecord], frames: Callable) -> dict:
-    """The stage: the first seed's direct SFT and RB-FT, drawn in `attention/`; their focus into results.json."""
+def attention(run: Run, test: Sequence[VideoRecord], frames: Callable, rbft: bool = True) -> dict:
+    """The stage: the first seed's direct SFT and RB-FT (unless `rbft` is off: it was not trained), drawn in
+    `attention/`; their focus into results.json."""
     seed = run.config.seeds[0]
-    models = {m: (run.model_dir(m, seed), run.out / "predictions" / f"{m}-seed{seed}.jsonl") for m in ("direct_sft", "rbft")}
+    methods = ("direct_sft", "rbft") if rbft else ("direct_sft",)
+    models = {m: (run.model_dir(m, seed), run.out / "predictions" / f"{m}-seed{seed}.jsonl") for m in methods}
     if not all(p.exists() for pair in models.values() for p in pair):
         raise ConfigError("attention needs the trained models and their predictions: run `rbft run CONFIG` first")
 
     def work() -> dict:
         return draw(run.config, test, frames, models, run.out / "attention", log=run.log)
 
-    facts = run.stage("attention", attention_key(run.config, [v.id for v in test]), work, ("attention",),
+    drawn = [v.id for v in test] + ([] if rbft else ["(direct SFT only)"])
+    facts = run.stage("attention", attention_key(run.config, drawn), work, ("attention",),
                       borrow=False, doing="attention: drawing the label token's attention")
     run.add_results("attention", facts)
     return facts or {}

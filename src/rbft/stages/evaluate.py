@@ -26,15 +26,17 @@ from rbft.runs import Run, by_main, eval_key, stage_key
 from rbft.scoring import label_scores
 
 
-def evaluate(run: Run, splits: dict[str, list[VideoRecord]], frames: Callable, zero_shot: bool = True) -> dict:
+def evaluate(run: Run, splits: dict[str, list[VideoRecord]], frames: Callable, zero_shot: bool = True,
+             refused: str | None = None) -> dict:
     """The stage: zero-shot (unless an ablation's run), direct SFT and RB-FT of every seed on the test split,
-    each model's predictions scored once; writes and returns results.json."""
+    each model's predictions scored once; writes and returns results.json. `refused`: why RB-FT was not
+    trained (its rationales did not pass the filter); results.json says so instead of scoring it."""
     config, test = run.config, splits["test"]
     if not test or any(v.label is None for v in test):
         raise ConfigError(f"{config.data.manifest}: eval needs labelled test videos (split: test, with a label)")
     jobs = [("zero_shot", None, config.model.name_or_path, stage_key(config, "check"))] if zero_shot else []
     for seed in config.seeds:
-        for method, stage in (("direct_sft", "direct_sft"), ("rbft", "stage2")):
+        for method, stage in (("direct_sft", "direct_sft"), ("rbft", "stage2"))[:1 if refused else 2]:
             trained = stage_key(config, stage, seed)
             if not run.is_done(f"{stage}-seed{seed}", trained):
                 raise ConfigError(f"eval: {method} (seed {seed}) is not trained with these settings; run "
@@ -52,6 +54,8 @@ def evaluate(run: Run, splits: dict[str, list[VideoRecord]], frames: Callable, z
         run.stage(f"eval-{name}", eval_key(config, trained, [v.id for v in test]), work, (output,), aside=False,
                   doing=f"eval: {name}")
     summary = {**summarize(list(config.task.labels), config.seeds, methods), "train_videos": len(splits["train"])}
+    if refused:
+        summary["refused"] = {"rbft": refused}
     summary["timings"] = run.timings()
     by_main(lambda: (run.out / "results.json").write_text(json.dumps(summary, indent=2) + "\n"))
     return summary

@@ -93,13 +93,11 @@ def _write(config: ExperimentConfig, videos: Sequence[VideoRecord], store: Ratio
     examples = rationale_examples(config.task, videos, r.label_hint)
     decoding = Decoding(r.max_new_tokens, r.do_sample, r.temperature, r.top_p, seed=config.seeds[0])
     generation = {**decoding.to_json(), "backend": "http" if r.endpoint else "transformers"}
-    labels = list(config.task.labels)
 
     def record(i: int, text: str | None, failure: str | None = None, why: str | None = None,
                writer: str | None = None) -> None:
         v, example = videos[i], examples[i]
-        why = why or (f"{FAILED}: {failure}" if failure else
-                      rejection(text, v.label, labels, r.min_words, dimensions=r.source != "file"))
+        why = why or (f"{FAILED}: {failure}" if failure else verdict(config, text, v.label))
         store.append({"id": v.id, "video": str(v.video), "label": v.label, "rationale": text,
                       "source": r.source, "model": writer or writer_name(config),
                       "prompt_sha256": None if r.source == "file" else sha256(example.prompt),
@@ -133,6 +131,25 @@ def _write(config: ExperimentConfig, videos: Sequence[VideoRecord], store: Ratio
         for batch in generate_batches(model, collator, examples, decoding, r.batch_size):
             for i, text in batch:
                 record(i, text)
+
+
+def verdict(config: ExperimentConfig, text: str | None, label: str | None) -> str | None:
+    """The filter's verdict on a rationale under `config` (`rbft.data.rationales.rejection`): rbft's layout is
+    asked of every source but `file`."""
+    r = config.rationales
+    return rejection(text, label, list(config.task.labels), r.min_words, dimensions=r.source != "file")
+
+
+def judged(config: ExperimentConfig, records: Sequence[dict]) -> list[dict]:
+    """The records with today's filter's verdict: a run folder written before the filter changed keeps the old
+    verdicts in its file (its rationales stage is done), and Stage I must not train on what is now rejected."""
+    out = []
+    for record in records:
+        why = record.get("rejected")
+        if record.get("rationale") and not str(why or "").startswith(FAILED):
+            why = verdict(config, record["rationale"], record.get("label"))
+        out.append({**record, "rejected": why})
+    return out
 
 
 def read_rationale_file(path: Path, what: str = "rationales.file") -> dict[str, tuple[str, str]]:

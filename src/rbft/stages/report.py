@@ -75,11 +75,14 @@ def _confusions(results: dict) -> bytes:
 
 
 def _budget_chart(results: dict) -> bytes:
-    """Macro-F1 against the number of labelled videos, both fine-tuned methods with their 95% intervals."""
+    """Macro-F1 against the number of labelled videos, both fine-tuned methods (RB-FT where it was trained) with
+    their 95% intervals."""
     curve = results["label_budget"]
     videos = [p["videos"] for p in curve["points"]]
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for k, (name, colour) in enumerate((("direct_sft", "tab:blue"), ("rbft", "tab:orange"))):
+        if not all(name in p["methods"] for p in curve["points"]):
+            continue
         mean = np.array([p["methods"][name]["macro_f1"] for p in curve["points"]])
         low, high = (np.array([p["methods"][name]["ci95"][i] for p in curve["points"]]) for i in (0, 1))
         x = np.array(videos) * (1 + 0.03 * (2 * k - 1))  # apart, so the intervals do not hide each other

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from rbft.config import ExperimentConfig
 from rbft.data.conversation import Example
-from rbft.data.rationales import RationaleStore
-from rbft.errors import ConfigError
+from rbft.data.rationales import RationaleStore, summary, too_few_kept
+from rbft.errors import ConfigError, RationalesRefused
 from rbft.modeling import load_for_videos, save_model
 from rbft.prompts import rationale_prompt, system_prompt
 from rbft.runs import Run, by_main, stage_key
-from rbft.stages.rationales import FILE
+from rbft.stages.rationales import FILE, judged
 from rbft.training import train
 
 
@@ -27,10 +27,18 @@ def stage1(run: Run, seed: int, frames: Callable) -> None:
     """The stage: M_inter for `seed` in `models/stage1/seed<k>`, from the run's rationales."""
 
     def go(work: Path, dest: Path) -> None:
-        rationales = list(RationaleStore(run.out / FILE).records.values())
+        rationales = judged(run.config, list(RationaleStore(run.out / FILE).records.values()))
         train_m_inter(run.config, rationales, frames, work, dest, seed)
 
     run.training("stage1", seed, stage_key(run.config, "stage1", seed), go)
+
+
+def refusal(run: Run) -> str | None:
+    """Why Stage I will not train on the run's rationales (too few pass today's filter), or None."""
+    if not (run.out / FILE).exists():
+        return None
+    records = judged(run.config, list(RationaleStore(run.out / FILE).records.values()))
+    return too_few_kept(summary(records), run.config.rationales.min_kept_share, run.config.rationales.source)
 
 
 def stage1_examples(config: ExperimentConfig, rationales: Sequence[dict]) -> list[Example]:
@@ -43,6 +51,9 @@ def stage1_examples(config: ExperimentConfig, rationales: Sequence[dict]) -> lis
 def train_m_inter(config: ExperimentConfig, rationales: Sequence[dict], frames: Callable, work: Path, out: Path,
                   seed: int) -> Path:
     """Train the base model on the rationales (checkpoints in `work`); write M_inter to `out`."""
+    stop = too_few_kept(summary(rationales), config.rationales.min_kept_share, config.rationales.source)
+    if stop:
+        raise RationalesRefused(stop)
     examples = stage1_examples(config, rationales)
     if not examples:
         raise ConfigError("Stage I has no rationale to train on: every record was rejected or failed "

@@ -158,7 +158,7 @@ def experiment(task: str, config, manifest: str | None = None) -> dict:
     return {"name": f"world-{task}", "task": config.model_dump(),
             "data": {"manifest": manifest or f"{task}.jsonl", "num_frames": 8, "max_pixels": 128 * 128},
             "model": {"name_or_path": "rbft-world-base", "dtype": "float32"},
-            "rationales": {"source": "self", "label_hint": True, "max_new_tokens": 96, "batch_size": 16},
+            "rationales": {"source": "self", "label_hint": True, "max_new_tokens": 160, "batch_size": 16},
             # the label stages' settings as measured on this world (README, "Label training"): the
             # vision tower frozen, every label drawn equally often, a high rate and at least 60 steps
             "training": {"method": "full", "train_vision": False, "batch_size": 8, "gradient_accumulation": 1,

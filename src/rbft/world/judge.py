@@ -41,3 +41,25 @@ def judge(text: str, record: dict) -> dict[str, bool]:
     main = record["subjects"][0]
     return {"subject": named_subject(text) == main["kind"], "scene": named_scene(text) == record["scene"],
             "action": named_action(text) == main["action"]}
+
+
+_LINE = re.compile(r"^\s*(subjects?|attributes?|actions?|scenes?|reasoning|conclusion)\s*:\s*(.*)$", re.I | re.M)
+
+
+def read_rationale(text: str) -> dict[str, str]:
+    """A rationale's lines by heading (`subjects`, `attributes`, `actions`, `scenes`, `reasoning`, `conclusion`)."""
+    lines = {}
+    for heading, body in _LINE.findall(text):
+        key = heading.lower()
+        key = key if key in ("reasoning", "conclusion") else key.rstrip("s") + "s"
+        lines.setdefault(key, body.strip())
+    return lines
+
+
+def reasoning_grounded(text: str) -> bool:
+    """Whether the reasoning line names the subject or the action that the rationale's own description gives."""
+    lines = read_rationale(text)
+    reasoning = lines.get("reasoning", "")
+    subject, action = named_subject(lines.get("subjects", "")), named_action(lines.get("actions", ""))
+    return bool(reasoning) and ((subject is not None and named_subject(reasoning) == subject)
+                                or (action is not None and named_action(reasoning) == action))
