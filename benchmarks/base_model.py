@@ -42,7 +42,7 @@ from rbft.data.collate import Example
 from rbft.data.manifest import load_manifest
 from rbft.generation import generate
 from rbft.modeling import SHIPPED_MODEL, load_for_videos
-from rbft.data.rationales import conclusion
+from rbft.data.rationales import conclusion, rejection
 from rbft.prompts import label_examples, label_target, rationale_examples, rationale_prompt, system_prompt
 from rbft.scoring import label_logprobs
 from rbft.training import train
@@ -52,7 +52,6 @@ from rbft.world.tasks import TASKS
 
 TASK = TASKS["home-security"]
 DEMO_TRAIN = 160  # the demo's training clips: the first 160 of the world drawn with seed 0
-LAYOUT_LINES = {"subjects", "attributes", "actions", "scenes", "reasoning", "conclusion"}
 
 
 def macro_f1(model, collator, records) -> tuple[float, float]:
@@ -67,8 +66,8 @@ def macro_f1(model, collator, records) -> tuple[float, float]:
 def rationale_figures(hinted: list[str], free: list[str], records) -> dict:
     """How well the hinted rationales follow rbft's layout toward the stated label, and the label-free verdicts."""
     labels = list(TASK.labels)
-    follows = [LAYOUT_LINES <= set(read_rationale(t)) and conclusion(t, labels) == r.label
-               for t, r in zip(hinted, records)]
+    # rbft's own filter, length aside: every line of the layout, and a conclusion naming the stated label only
+    follows = [rejection(t, r.label, labels, min_words=0) is None for t, r in zip(hinted, records)]
     reasoning = [read_rationale(t).get("reasoning", "") for t in hinted]
     free_verdicts = [conclusion(t, labels) for t in free]
     return {"clips": len(records), "layout": float(np.mean(follows)),

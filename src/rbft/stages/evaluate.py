@@ -36,7 +36,7 @@ def evaluate(run: Run, splits: dict[str, list[VideoRecord]], frames: Callable, z
         raise ConfigError(f"{config.data.manifest}: eval needs labelled test videos (split: test, with a label)")
     jobs = [("zero_shot", None, config.model.name_or_path, stage_key(config, "check"))] if zero_shot else []
     for seed in config.seeds:
-        for method, stage in (("direct_sft", "direct_sft"), ("rbft", "stage2"))[:1 if refused else 2]:
+        for method, stage in [("direct_sft", "direct_sft")] + ([] if refused else [("rbft", "stage2")]):
             trained = stage_key(config, stage, seed)
             if not run.is_done(f"{stage}-seed{seed}", trained):
                 raise ConfigError(f"eval: {method} (seed {seed}) is not trained with these settings; run "

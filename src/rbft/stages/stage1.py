@@ -27,18 +27,21 @@ def stage1(run: Run, seed: int, frames: Callable) -> None:
     """The stage: M_inter for `seed` in `models/stage1/seed<k>`, from the run's rationales."""
 
     def go(work: Path, dest: Path) -> None:
-        rationales = judged(run.config, list(RationaleStore(run.out / FILE).records.values()))
-        train_m_inter(run.config, rationales, frames, work, dest, seed)
+        train_m_inter(run.config, _rationales(run), frames, work, dest, seed)
 
     run.training("stage1", seed, stage_key(run.config, "stage1", seed), go)
+
+
+def _rationales(run: Run) -> list[dict]:
+    """The run's rationale records with today's filter's verdicts."""
+    return judged(run.config, list(RationaleStore(run.out / FILE).records.values()))
 
 
 def refusal(run: Run) -> str | None:
     """Why Stage I will not train on the run's rationales (too few pass today's filter), or None."""
     if not (run.out / FILE).exists():
         return None
-    records = judged(run.config, list(RationaleStore(run.out / FILE).records.values()))
-    return too_few_kept(summary(records), run.config.rationales.min_kept_share, run.config.rationales.source)
+    return too_few_kept(summary(_rationales(run)), run.config.rationales.min_kept_share, run.config.rationales.source)
 
 
 def stage1_examples(config: ExperimentConfig, rationales: Sequence[dict]) -> list[Example]:
