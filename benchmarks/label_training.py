@@ -1,19 +1,22 @@
-"""Is what the demo's task needs in the base model's features, and does label training reach it? One run.
+"""Does label training reach what the model represents? The demo's experiment, one run, every figure side by side.
 
-On the demo's own split (the world of `rbft demo`: seed 0, 160 train / 40 val / 300 test clips):
+On the demo's own split (the world of `rbft demo`: 160 train / 40 val / 300 test clips; `--quick`:
+the quick demo's 64 / 16 / 64), with the demo's settings (or those changed by `--set`, one choice
+at a time, e.g. `--set training.stage2.learning_rate=3e-4`):
 
-probe_macro_f1          a linear probe (scikit-learn logistic regression, class-balanced, features
-                        standardised) on the frozen shipped model's hidden state where the label's
-                        token is predicted (after P_label, the persona and the video), trained on the
-                        train clips, scored on the test clips
-probe_vision_macro_f1   the same on the vision tower's video tokens, max-pooled
-direct_sft_macro_f1     direct SFT, the demo's label-training settings, one seed, best epoch by val
-rbft_macro_f1           RB-FT (the base model's own rationales, Stage I, Stage II), the same settings
-majority_macro_f1       a classifier that answers the majority label for every clip
+probe                  the `probe` method: a linear probe on the frozen base model's features
+                       (features and C chosen on val), calibrated like every method
+zero_shot, direct_sft, rbft, rbft[ground-truth-rationales]
+                       each method's test macro-F1 and accuracy with calibrated decisions (tau x log
+                       train prior, tau chosen on val) and raw (the argmax of the label scores), and
+                       its predicted label counts (a model that answers one label shows as such)
+representations        per-stage probes: a linear probe on each model's label-position features
+                       (base model, M_inter, M*, direct SFT), macro-F1 mean over seeds
+majority_macro_f1      a classifier that answers the majority label for every clip
 
-Each method's predicted label counts are printed, so a model that answers one label for
-every clip shows as such. The last line printed is one JSON object with every figure.
-`--quick` runs the quick demo's smaller split instead.
+RB-FT on the base model's own rationales is missing when the filter refuses them (the demo then
+says why); the teacher arm (the world's ground-truth rationales) is RB-FT's other arm. The last
+line printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -24,98 +27,76 @@ import platform
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
-import numpy as np
-import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+import yaml
 
 from rbft.config import load_config
-from rbft.data.cache import FrameCache
-from rbft.data.manifest import load_manifest
 from rbft.demo import FULL, QUICK, prepare
-from rbft.modeling import load_for_videos
 from rbft.pipeline import run
-from rbft.prompts import label_examples
 
 
-@torch.no_grad()
-def features(model, collator, task, records) -> tuple[np.ndarray, np.ndarray]:
-    """Per clip: the last layer's hidden state at the label's position, and the max-pooled video tokens."""
-    video_token = model.config.video_token_id
-    at_label, vision = [None] * len(records), [None] * len(records)
-    for rows, batch in collator.prompt_batches(label_examples(task, records), 16):
-        hidden = model(**batch, output_hidden_states=True).hidden_states
-        for b, i in enumerate(rows):
-            at_label[i] = hidden[-1][b, -1].numpy()  # left-padded: every prompt ends at the last column
-            vision[i] = hidden[0][b, batch["input_ids"][b] == video_token].max(0).values.numpy()
-    return np.stack(at_label), np.stack(vision)
+def changed(path: Path, settings: list[str], seeds: list[int] | None) -> Path:
+    """The demo's config at `path` with `key.sub=value` settings (YAML values) and seeds changed, written back."""
+    config = yaml.safe_load(path.read_text())
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    if seeds is not None:
+        config["seeds"] = seeds
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
-def probe(train_x, train_y, test_x, test_y, labels) -> tuple[float, Counter]:
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000, class_weight="balanced"))
-    predicted = clf.fit(train_x, train_y).predict(test_x)
-    return float(f1_score(test_y, predicted, labels=labels, average="macro", zero_division=0)), Counter(predicted)
+def method_figures(m: dict) -> dict:
+    raw = m.get("raw", m)
+    return {"macro_f1": round(m["macro_f1"], 4), "accuracy": round(m["accuracy"], 4),
+            "raw_macro_f1": round(raw["macro_f1"], 4), "raw_accuracy": round(raw["accuracy"], 4),
+            "tau": m.get("tau"), "predicted": m["predicted_counts"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the quick demo's split (64 / 16 / 64 clips)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the demo's)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting changed from the demo's, e.g. training.stage2.learning_rate=3e-4")
+    parser.add_argument("--out", type=Path, help="keep the run here (default: a temporary folder)")
     args = parser.parse_args()
-    seconds = {}
     with tempfile.TemporaryDirectory() as tmp:
+        folder = args.out or Path(tmp)
         t = time.perf_counter()
-        config = load_config(prepare(Path(tmp) / "demo.yaml", QUICK if args.quick else FULL))
-        config = config.model_copy(update={"seeds": [args.seed], "ablations": {},
-                                           "label_budget": config.label_budget.model_copy(update={"videos": []})})
-        records = load_manifest(config.data.manifest, config.task.labels)
-        split = {s: [r for r in records if r.split == s] for s in ("train", "test")}
-        labels = list(config.task.labels)
-        cache, sampling = FrameCache(Path(tmp) / "cache"), config.data.sampling()
-        model, collator = load_for_videos(config.model.name_or_path, lambda p: cache.load(p, sampling), "float32")
-        seconds["world"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        (train_label, train_vision), (test_label, test_vision) = (
-            features(model, collator, config.task, split[s]) for s in ("train", "test"))
-        y_train, y_test = [r.label for r in split["train"]], [r.label for r in split["test"]]
-        probe_f1, probe_counts = probe(train_label, y_train, test_label, y_test, labels)
-        vision_f1, vision_counts = probe(train_vision, y_train, test_vision, y_test, labels)
-        seconds["probe"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        results = run(config, Path(tmp) / "run", log=lambda m: print(m, file=sys.stderr))["results"]
-        seconds["fine_tune"] = time.perf_counter() - t
-        predicted = {}
-        for method in ("direct_sft", "rbft"):
-            rows = [json.loads(x) for x in (Path(tmp) / "run" / "predictions" / f"{method}-seed{args.seed}.jsonl")
-                    .read_text().splitlines()]
-            predicted[method] = Counter(r["predicted"] for r in rows)
-
-    share = max(Counter(y_test).values()) / len(y_test)
-    result = {
-        "train_clips": len(y_train), "test_clips": len(y_test), "test_labels": dict(Counter(y_test)),
-        "probe_macro_f1": probe_f1, "probe_vision_macro_f1": vision_f1,
-        "direct_sft_macro_f1": results["methods"]["direct_sft"]["macro_f1"],
-        "rbft_macro_f1": results["methods"]["rbft"]["macro_f1"],
-        "zero_shot_macro_f1": results["methods"]["zero_shot"]["macro_f1"],
-        "majority_macro_f1": 2 * share / (1 + share) / len(labels),
-        "predicted": {"probe": dict(probe_counts), "probe_vision": dict(vision_counts),
-                      **{m: dict(c) for m, c in predicted.items()}},
-        "settings": {"balance": config.training.balance, "stage2": config.training.stage2.model_dump(),
-                     "seed": args.seed},
-        "seconds": {k: round(v, 1) for k, v in seconds.items()},
-        "machine": f"{platform.machine()} {platform.python_version()}",
-    }
-    for name in ("probe", "probe_vision", "direct_sft", "rbft"):
-        print(f"{name}: macro-F1 {result[name + '_macro_f1']:.3f}, predicted {result['predicted'][name]}",
-              file=sys.stderr)
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
+        config = load_config(changed(prepare(folder / "demo.yaml", QUICK if args.quick else FULL), args.settings,
+                                     args.seeds))
+        results = run(config, folder / "run", log=lambda m: print(m, file=sys.stderr))["results"]
+        seconds = time.perf_counter() - t
+    methods = {name: method_figures(m) for name, m in results["methods"].items()}
+    for name, ablation in results.get("ablations", {}).items():
+        methods.update({f"{method}[{name}]": method_figures(m) for method, m in ablation["methods"].items()
+                        if method != "direct_sft"})
+    representations = {stage: round(m["macro_f1"], 4)
+                       for stage, m in results.get("representations", {}).get("models", {}).items()}
+    for name, ablation in results.get("ablations", {}).items():
+        representations.update({f"{stage}[{name}]": round(m["macro_f1"], 4) for stage, m in
+                                ablation.get("representations", {}).get("models", {}).items() if stage != "direct_sft"})
+    support = [c["support"] for c in results["methods"]["zero_shot"]["per_class"].values()]
+    share = max(support) / sum(support)
+    result = {"split": "quick" if args.quick else "demo", "settings": args.settings, "seeds": config.seeds,
+              "test_labels": dict(zip(results["labels"], support)), "decisions": results.get("decisions"),
+              "methods": methods, "representations": representations,
+              "refused": results.get("refused", {}).get("rbft"),
+              "majority_macro_f1": round(2 * share / (1 + share) / len(support), 4),
+              "seconds": round(seconds, 1), "machine": f"{platform.machine()} {platform.python_version()}"}
+    for name, m in methods.items():
+        print(f"{name}: macro-F1 {m['macro_f1']:.3f} (raw {m['raw_macro_f1']:.3f}), accuracy {m['accuracy']:.3f} "
+              f"(raw {m['raw_accuracy']:.3f}), tau {m['tau']}, predicted {m['predicted']}", file=sys.stderr)
+    print("per-stage probes (macro-F1): " + ", ".join(f"{k} {v:.3f}" for k, v in representations.items()),
+          file=sys.stderr)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

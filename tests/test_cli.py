@@ -96,10 +96,14 @@ def test_demo_quick_runs_the_whole_experiment(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "demo" / "run-quick"
     results = json.loads((run / "results.json").read_text())
-    for name in ("zero-shot", "direct SFT", "RB-FT [ground-truth-rationales]"):
+    for name in ("zero-shot", "linear probe", "direct SFT", "RB-FT [ground-truth-rationales]"):
         assert name in result.stdout
     # the shipped model writes descriptions, not rationales: the filter refuses them and the demo says so
-    assert set(results["methods"]) == {"zero_shot", "direct_sft"}
+    assert list(results["methods"]) == ["zero_shot", "probe", "direct_sft"]
+    # 16 val clips, none abnormal: too few to choose the calibration on, so the decisions are the raw argmax
+    assert results["decisions"].startswith("raw") and "abnormal 0" in results["decisions"]
+    assert "what each model represents" in result.stdout and set(results["representations"]["models"]) == {
+        "base", "direct_sft"}
     assert "only 0 of 64 rationales passed the filter" in results["refused"]["rbft"]
     assert "RB-FT was not trained" in result.stdout
     # the teacher arm: RB-FT on the world's ground-truth rationales, against the same direct SFT

@@ -125,3 +125,10 @@ def test_the_label_budget_becomes_one_run_per_number_of_videos(tmp_path):
     assert "label_budget.videos" in error_of(tmp_path, GOOD + "label_budget: {videos: [20, 20]}\n")
     assert "label_budget.vidoes: unknown key" in error_of(tmp_path, GOOD + "label_budget: {vidoes: [20]}\n")
     assert "are the label budget's" in error_of(tmp_path, GOOD + "ablations: {labels-9: {seeds: [0]}}\n")
+
+
+def test_calibration_is_prior_by_default_and_an_unknown_one_is_named(tmp_path):
+    assert load_config(write(tmp_path, GOOD)).eval.calibration == "prior"
+    message = error_of(tmp_path, GOOD + "eval:\n  calibration: platt\n")
+    assert "eval.calibration" in message and "'none' or 'prior'" in message and "platt" in message
+    assert load_config(write(tmp_path, GOOD + "eval:\n  calibration: none\n")).eval.calibration == "none"

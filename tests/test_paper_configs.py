@@ -69,8 +69,10 @@ def test_cpu_smoke_config_runs_the_pipeline_with_a_tiny_model_folder(family, smo
     config = config.model_copy(update={"rationales": config.rationales.model_copy(update={"source": "scene"})})
     facts = run(config, out, log=lambda m: None)
     results = facts["results"]
-    assert set(results["methods"]) == {"zero_shot", "direct_sft", "rbft"}
+    assert set(results["methods"]) == {"zero_shot", "probe", "direct_sft", "rbft"}
     assert all(m["n"] == 6 for m in results["methods"].values())
+    # the family's features reach the probes: the label position always, the video's tokens where found
+    assert set(results["representations"]["models"]) == {"base", "direct_sft", "m_inter", "rbft"}
     for name in ("stage1", "rbft", "direct_sft"):
         assert (out / "models" / name / "seed0" / "model.safetensors").exists()
     assert (out / "report.html").exists()

@@ -30,19 +30,21 @@ CONFIGS = {
 # Computed by rbft 8649b07, before the run-folder code moved into rbft.runs. Each key names the settings a
 # finished stage was made with; if one changes, every run folder made before retrains that stage and all
 # after it, so a change here must be on purpose (a recipe that changed), never a side effect.
+# Re-pinned on purpose for issue 26: a label stage now keeps its calibration in the classifier's folder
+# (`eval.calibration`), and eval writes each model's features and calibrated decisions.
 EARLIER = {
     "defaults": {"check": "ea0f87c43de0ca2e", "rationales": "6eeb1d30ed740346", "stage1-seed0": "0163a0d14d225f28",
-                 "stage2-seed0": "473ac779a6d771a9", "direct_sft-seed0": "c58926732824abed",
-                 "eval-zero_shot": "cc2a694e7b69a67c", "eval-rbft-seed0": "8a856e0ca62407cb",
-                 "attention": "0eda658b74bd8792"},
+                 "stage2-seed0": "1863c90e83e05989", "direct_sft-seed0": "88fe47d71b2a8cca",
+                 "eval-zero_shot": "c254ae91e504dc6e", "eval-rbft-seed0": "676036eba17ee59c",
+                 "attention": "d1cbf8f1c85b0e14"},
     "demo": {"check": "1dd1ef47a95ff1d6", "rationales": "29a3c21e5895a9d2", "stage1-seed0": "d8764684c29014f8",
-             "stage2-seed0": "0c2f94e8fef32bd5", "direct_sft-seed0": "59ceab02edf83e91",
-             "eval-zero_shot": "d14925d3f019696a", "eval-rbft-seed0": "3c2b86d040146b95",
-             "attention": "c1676708a88eb0c9"},
+             "stage2-seed0": "acd888dbe18ad4d0", "direct_sft-seed0": "f61b23b129ed9a9a",
+             "eval-zero_shot": "e51aea098824b8fe", "eval-rbft-seed0": "661e4d013bc0c81b",
+             "attention": "ed0013f366bb52aa"},
     "older": {"check": "c12967e0724cff6d", "rationales": "4fb4dbe768da1fa8", "stage1-seed3": "972268a1dd1bf895",
-              "stage2-seed3": "f87680873b256c28", "direct_sft-seed3": "f6203ecf5ef5323c",
-              "eval-zero_shot": "62fe0887efb1b6d6", "eval-rbft-seed3": "c6baa882797090f2",
-              "attention": "7177e398fed40642"},
+              "stage2-seed3": "1eb609feae31001b", "direct_sft-seed3": "4e2dcfc8ff33cccf",
+              "eval-zero_shot": "bfb6e4aa6a3704b5", "eval-rbft-seed3": "8cbb41448ec0ea82",
+              "attention": "2e847fe706658a0a"},
 }
 
 

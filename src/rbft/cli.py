@@ -227,13 +227,20 @@ def _print_results(results: dict, folder: Path) -> None:
     over seeds with their 95% interval, then per-class F1 (one table split in two for a terminal's width), and
     RB-FT minus direct SFT with its interval and paired test."""
     from rbft.metrics import collapsed
-    from rbft.results import ablation_lines, budget_table, comparison_lines, focus_table, method_table
+    from rbft.results import (ablation_lines, budget_table, comparison_lines, focus_table, method_table,
+                              representation_table)
 
     head, rows = method_table(results)
-    for columns, title in ((range(4), f"test set, {len(results['seeds'])} seed(s) "
-                                      f"({escape(str(folder / 'results.json'))})"),
-                           ((0, *range(4, len(head))), "per class (mean over seeds)")):
+    split = next(i for i, h in enumerate(head) if h.startswith("F1 "))
+    for columns, title in ((range(split), f"test set, {len(results['seeds'])} seed(s) "
+                                          f"({escape(str(folder / 'results.json'))})"),
+                           ((0, *range(split, len(head))), "per class (mean over seeds)")):
         _print_table([head[i] for i in columns], [[row[i] for i in columns] for row in rows], title)
+    if results.get("decisions"):
+        out.print(f"decisions: {escape(results['decisions'])}")
+    head, rows = representation_table(results)
+    if rows:
+        _print_table(head, rows, "what each model represents: a linear probe on its features (test)")
     for warning in collapsed(results):
         out.print(f"[bold red]warning[/bold red]: {escape(warning)}")
     for line in comparison_lines(results, prefix="RB-FT minus direct SFT, ") + ablation_lines(results):
@@ -321,7 +328,8 @@ def serve(
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run the model repo's own code."),
 ) -> None:
-    """Answer OpenAI-compatible chat completions (frames as images) with any rbft model."""
+    """Answer OpenAI-compatible chat completions (frames as images) with any rbft model; a classifier rbft trained
+    also answers /v1/classify (its label, as `rbft predict` decides)."""
     from rbft.modeling import inference_device, load_model, load_processor
     from rbft.serve import make_server
 
@@ -330,7 +338,11 @@ def serve(
         loaded = load_model(model, dtype, trust_remote_code=trust_remote_code, device=inference_device())
     except RbftError as e:
         raise _fail(e) from None
-    server = make_server(loaded, processor, name or model, host, port, batch_size)
+    from rbft.predict import TASK_FILE
+
+    meta = Path(model) / TASK_FILE  # a classifier rbft trained also answers /v1/classify
+    classifier = json.loads(meta.read_text()) if meta.is_file() else None
+    server = make_server(loaded, processor, name or model, host, port, batch_size, classifier)
     # plain print: one unwrapped line that scripts (and the tests) read the port from
     print(f"serving {name or model} at http://{host}:{server.server_port}/v1 (Ctrl-C stops)", file=sys.stderr,
           flush=True)

@@ -167,6 +167,11 @@ class EvalConfig(_Strict):
         "generate: the model's free reply, parsed (failures counted)")
     max_new_tokens: int = Field(default=64, ge=1, description="generate mode: the reply's budget (the authors: 64, greedy)")
     batch_size: int = Field(default=8, ge=1)
+    calibration: Literal["none", "prior"] = Field(
+        default="prior", description="score mode: prior: each method's label scores plus tau x log(train label "
+        "share), tau chosen on the val split (none without one); none: the raw argmax")
+    calibration_min_val: int = Field(default=3, ge=0, description="val videos of every label that choosing tau "
+                                     "needs; with fewer the decisions stay raw")
 
 
 class LabelBudgetConfig(_Strict):

@@ -331,6 +331,32 @@ def mrope_positions(model, mask: torch.Tensor, width: int, repeat: int) -> dict:
     return {"position_ids": (text + deltas.to(text.device).repeat_interleave(repeat, 0)).unsqueeze(0).expand(3, -1, -1)}
 
 
+@contextmanager
+def decoder_inputs(model, wanted: bool = True):
+    """Within `with`, the list holds the input embeddings (video features merged in) of the language model's last
+    forward: what its first layer reads; empty for a family whose decoder is not found or not fed embeddings."""
+    taken: list[torch.Tensor] = []
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        decoder = base.get_decoder() if wanted else None
+    except (AttributeError, ValueError, NotImplementedError):
+        decoder = None
+    if decoder is None:
+        yield taken
+        return
+
+    def take(module, args, kwargs):
+        embeds = kwargs.get("inputs_embeds")
+        if embeds is not None:
+            taken[:] = [embeds.detach()]
+
+    hook = decoder.register_forward_pre_hook(take, with_kwargs=True)
+    try:
+        yield taken
+    finally:
+        hook.remove()
+
+
 # --- where a video's tokens are -------------------------------------------------------------------
 
 def video_positions(config, ids: torch.Tensor) -> torch.Tensor:

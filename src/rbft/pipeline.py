@@ -116,7 +116,8 @@ def _variants(run_: Run, kind: str, names: list[str]) -> dict:
         sub = run(config.ablation(name), run_.out / kind / name, None, run_.fresh, run_.log, run_.progress, run_)
         results = sub["results"]
         facts[name] = {"changes": changes[name], "train_videos": results["train_videos"],
-                       "methods": results["methods"], "comparisons": results["comparisons"]}
+                       "methods": results["methods"], "comparisons": results["comparisons"],
+                       "representations": results.get("representations", {})}
     if kind == "label_budget":
         facts = budget_curve(json.loads((run_.out / "results.json").read_text()), list(facts.values()))
     run_.add_results(kind, facts)

@@ -18,20 +18,24 @@ import numpy as np
 from rbft.data.jsonl import read_jsonl
 from rbft.metrics import classification, compare, interval, over_seeds
 
-NAMES = {"zero_shot": "zero-shot", "direct_sft": "direct SFT", "rbft": "RB-FT"}
+NAMES = {"zero_shot": "zero-shot", "probe": "linear probe", "direct_sft": "direct SFT", "rbft": "RB-FT"}
+STAGE_NAMES = {"base": "base model (frozen)", "direct_sft": "direct SFT", "m_inter": "M_inter (after Stage I)",
+               "rbft": "M* (RB-FT)"}
 
 
-def figures(rows: list[dict], labels: list[str]) -> dict:
-    """One prediction file's figures; a reply that did not parse counts as wrong, and its rate is reported."""
-    out = classification([r["label"] for r in rows], predicted(rows), labels, _scores(rows, labels))
+def figures(rows: list[dict], labels: list[str], key: str = "predicted") -> dict:
+    """One prediction file's figures by the decisions under `key`; a reply that did not parse counts as wrong,
+    and its rate is reported."""
+    out = classification([r["label"] for r in rows], predicted(rows, key), labels, _scores(rows, labels))
     if any("reply" in r for r in rows):
         out["parse_failure_rate"] = sum(r["predicted"] is None for r in rows) / len(rows)
     return out
 
 
-def predicted(rows: list[dict]) -> list[str]:
-    """Each row's predicted label; a free reply that named none is "" (wrong for every metric)."""
-    return [r["predicted"] or "" for r in rows]
+def predicted(rows: list[dict], key: str = "predicted") -> list[str]:
+    """Each row's predicted label (`key`: `raw_predicted` for the uncalibrated argmax); a free reply that named
+    none is "" (wrong for every metric)."""
+    return [r.get(key, r["predicted"]) or "" for r in rows]
 
 
 def summarize(labels: list[str], seeds: list[int], methods: dict[str, list[Path]]) -> dict:
@@ -40,18 +44,27 @@ def summarize(labels: list[str], seeds: list[int], methods: dict[str, list[Path]
     out: dict = {"labels": labels, "seeds": list(seeds), "methods": {}, "comparisons": {}}
     predictions = {name: [read_jsonl(p) for p in paths] for name, paths in methods.items()}
     for name, runs in predictions.items():
-        per_seed = [figures(rows, labels) for rows in runs]
-        head = dict(per_seed[0]) if len(per_seed) == 1 else {"n": per_seed[0]["n"], **_mean_figures(per_seed)}
-        ci95 = interval([r["label"] for r in runs[0]], [predicted(rows) for rows in runs], labels)
-        counts = [{x: predicted(rows).count(x) for x in labels} for rows in runs]  # a collapse shows here
-        out["methods"][name] = {**head, "ci95": ci95, "over_seeds": over_seeds(per_seed), "per_seed": per_seed,
-                                "predicted_counts": counts}
+        out["methods"][name] = _method(runs, labels)
+        if "raw_predicted" in runs[0][0]:  # label scoring: the plain argmax beside the calibrated decisions
+            raw = _method(runs, labels, "raw_predicted")
+            out["methods"][name]["raw"] = {k: raw[k] for k in ("accuracy", "macro_f1", "ci95", "over_seeds",
+                                                                "predicted_counts")}
+            out["methods"][name]["tau"] = [rows[0].get("tau", 0.0) for rows in runs]
     if "rbft" in predictions and "direct_sft" in predictions:
         truth = [r["label"] for r in predictions["rbft"][0]]
         out["comparisons"]["rbft_minus_direct_sft"] = compare(
             truth, [predicted(rows) for rows in predictions["rbft"]],
             [predicted(rows) for rows in predictions["direct_sft"]], labels)
     return out
+
+
+def _method(runs: list[list[dict]], labels: list[str], key: str = "predicted") -> dict:
+    """One method's figures over its seeds' prediction files, by the decisions under `key`."""
+    per_seed = [figures(rows, labels, key) for rows in runs]
+    head = dict(per_seed[0]) if len(per_seed) == 1 else {"n": per_seed[0]["n"], **_mean_figures(per_seed)}
+    ci95 = interval([r["label"] for r in runs[0]], [predicted(rows, key) for rows in runs], labels)
+    counts = [{x: predicted(rows, key).count(x) for x in labels} for rows in runs]  # a collapse shows here
+    return {**head, "ci95": ci95, "over_seeds": over_seeds(per_seed), "per_seed": per_seed, "predicted_counts": counts}
 
 
 def _scores(rows, labels):
@@ -114,15 +127,41 @@ def method_rows(results: dict) -> list[tuple[str, dict]]:
 
 
 def method_table(results: dict) -> tuple[list[str], list[list[str]]]:
-    """Each method's (and ablation's) seeds, accuracy and macro-F1 (mean ± std [95% CI]), and per-class F1."""
-    labels = results["labels"]
-    head = ["method", "seeds", "accuracy ± std [95% CI]", "macro-F1 ± std [95% CI]", *(f"F1 {x}" for x in labels)]
+    """Each method's (and ablation's) seeds, accuracy and macro-F1 (mean ± std [95% CI]), the raw argmax's when the
+    decisions are calibrated, and per-class F1."""
+    labels, methods = results["labels"], method_rows(results)
+    raw = any(m.get("raw") for _, m in methods) and results.get("decisions", "").startswith("calibrated")
+    head = ["method", "seeds", "accuracy ± std [95% CI]", "macro-F1 ± std [95% CI]",
+            *(["raw argmax: accuracy / macro-F1 (tau)"] if raw else []), *(f"F1 {x}" for x in labels)]
     rows = []
-    for name, m in method_rows(results):
+    for name, m in methods:
         if "parse_failure_rate" in m:
             name += f" (parse failures {m['parse_failure_rate']:.1%})"
-        rows.append([name, str(len(m["per_seed"])), cell(m, "accuracy"), cell(m, "macro_f1"),
+        extra = []
+        if raw:
+            r = m.get("raw")
+            taus = ", ".join(f"{t:g}" for t in m.get("tau", []))
+            extra = [f"{r['accuracy']:.3f} / {r['macro_f1']:.3f} ({taus})" if r else ""]
+        rows.append([name, str(len(m["per_seed"])), cell(m, "accuracy"), cell(m, "macro_f1"), *extra,
                      *(f"{m['over_seeds']['per_class_f1'][x]['mean']:.3f}" for x in labels)])
+    return head, rows
+
+
+def representation_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    """Per-stage probes (results.json's `representations`, the main run's then each ablation's): how much a linear
+    probe reads of the task from each model's features, macro-F1 (mean ± std over seeds [95% CI]) and accuracy."""
+    head = ["model (linear probe on its features)", "seeds", "probe macro-F1 ± std [95% CI]", "probe accuracy"]
+    rows = []
+    sources = [("", results.get("representations", {}))] + [
+        (f" [{name}]", a.get("representations", {})) for name, a in results.get("ablations", {}).items()]
+    main = results.get("representations", {}).get("models", {})
+    for suffix, representations in sources:
+        for stage, m in representations.get("models", {}).items():
+            if suffix and main.get(stage) == m:  # an ablation's model borrowed from the main run (direct SFT)
+                continue
+            rows.append([STAGE_NAMES.get(stage, stage) + suffix, str(len(m["per_seed"])),
+                         f"{m['macro_f1']:.3f} ± {m['std']:.3f} [{m['ci95'][0]:.2f}, {m['ci95'][1]:.2f}]",
+                         f"{m['accuracy']:.3f}"])
     return head, rows
 
 

@@ -117,10 +117,12 @@ def stage_key(config: ExperimentConfig, stage: str, seed: int | None = None) -> 
         return _hash(stage, *base, r, config.seeds[0])
     if stage == "stage1":
         return _hash(stage, stage_key(config, "rationales"), {k: v for k, v in training.items() if k != "stage2"}, seed)
+    calibration = [] if config.eval.calibration == "none" else [  # kept in the classifier's folder
+        config.eval.calibration, config.eval.calibration_min_val]
     if stage == "stage2":
-        return _hash(stage, stage_key(config, "stage1", seed), training["stage2"], seed)
+        return _hash(stage, stage_key(config, "stage1", seed), training["stage2"], seed, *calibration)
     if stage == "direct_sft":
-        return _hash(stage, *base, {k: v for k, v in training.items() if k != "stage1"}, seed)
+        return _hash(stage, *base, {k: v for k, v in training.items() if k != "stage1"}, seed, *calibration)
     raise AssertionError(stage)
 
 

@@ -14,6 +14,11 @@ see. The output layer's product is taken again in float32 from its input (`_Head
 bfloat16 model's logits are rounded to 8 bits of mantissa, tenths of a nat on a summed score.
 `label_logprobs_full` is the plain way, one full sequence per (video, label): the reference
 the tests hold the fast way to.
+
+The same prompt forward gives what the model represents of each video (`taken`): the last
+layer's state where the label is predicted (the output layer's input at the prompt's last
+position) and the video's tokens as the language model receives them, max-pooled. Linear
+probes (`rbft.probes`) read them, at no extra forward.
 """
 
 from __future__ import annotations
@@ -30,33 +35,45 @@ from rbft.config import TaskConfig
 from rbft.data.collate import IGNORE
 from rbft.data.conversation import Example
 from rbft.data.manifest import VideoRecord
-from rbft.modeling import cache_argument, load_for_videos, mrope_positions, prompt_cache
+from rbft.modeling import cache_argument, decoder_inputs, load_for_videos, mrope_positions, prompt_cache, video_positions
 from rbft.prompts import label_examples, label_target
 
 
 def label_scores(task: TaskConfig, model_dir: str | Path, videos: Sequence[VideoRecord], frames: Callable,
                  dtype: str = "auto", attn_implementation: str = "sdpa", trust_remote_code: bool = False,
-                 batch_size: int = 8) -> np.ndarray:
-    """(len(videos), len(labels)) log-probability of each label's target, by the model at `model_dir`."""
+                 batch_size: int = 8, taken: dict | None = None) -> np.ndarray:
+    """(len(videos), len(labels)) log-probability of each label's target, by the model at `model_dir`
+    (and each video's features into `taken`, as `label_logprobs`)."""
     model, collator = load_for_videos(model_dir, frames, dtype, attn_implementation, trust_remote_code)
     return label_logprobs(model, collator, label_examples(task, videos), [label_target(x) for x in task.labels],
-                          batch_size)
+                          batch_size, taken)
 
 
 @torch.no_grad()
 def label_logprobs(model, collator, examples: Sequence[Example], targets: Sequence[str],
-                   batch_size: int = 8) -> np.ndarray:
-    """(len(examples), len(targets)) summed log-probabilities of each target (and end of turn) as the reply."""
+                   batch_size: int = 8, taken: dict | None = None) -> np.ndarray:
+    """(len(examples), len(targets)) summed log-probabilities of each target (and end of turn) as the reply.
+
+    `taken`: a dict to receive each example's features from the same forward: `label` (the last layer's state
+    where the reply begins) and `vision` (the video's tokens as the language model gets them, max-pooled), each
+    (len(examples), hidden size) float32."""
     model.eval()
     pad = collator.processor.tokenizer.pad_token_id or 0
     replies = [[collator.reply_ids(replace(e, target=t)) for t in targets] for e in examples]
     scores = np.zeros((len(examples), len(targets)))
     head, last = _Head(model), ({"logits_to_keep": 1} if keeps_logits(model) else {})
+    features: dict[str, list] = {"label": [None] * len(examples), "vision": [None] * len(examples)}
     for rows, batch in collator.prompt_batches(examples, batch_size, scoring=True):  # each ends where replies begin
         batch = batch.to(model.device)
-        with head.taking(last=True):
+        with head.taking(last=True), decoder_inputs(model, taken is not None) as embedded:
             cache = prompt_cache(model(**batch, use_cache=True, **last))
         first = head.logprobs[:, -1]
+        if taken is not None:
+            for b, i in enumerate(rows):
+                features["label"][i] = head.hidden[b].cpu().numpy()
+                if embedded:
+                    video = video_positions(model.config, batch["input_ids"][b])
+                    features["vision"][i] = embedded[0][b, video].float().amax(0).cpu().numpy()
         width = batch["input_ids"].shape[1]
         for j in range(len(targets)):
             ids = [replies[i][j] for i in rows]
@@ -78,6 +95,8 @@ def label_logprobs(model, collator, examples: Sequence[Example], targets: Sequen
                 total = total + (wanted * valid).sum(-1)
             for b, value in enumerate(total.tolist()):
                 scores[rows[b], j] = value
+    if taken is not None:
+        taken.update({k: np.stack(v) for k, v in features.items() if all(x is not None for x in v)})
     return scores
 
 
@@ -96,6 +115,7 @@ class _Head:
 
     def __init__(self, model):
         self.layer, self.logprobs, self.hook, self.last = model.get_output_embeddings(), None, None, False
+        self.hidden = None  # the last position's input to the output layer (the model's final state there)
 
     def taking(self, last: bool) -> "_Head":
         """`last`: the last position's only (for a family whose forward computes every position's logits)."""
@@ -111,6 +131,7 @@ class _Head:
 
     def _take(self, layer, inputs) -> None:
         hidden = (inputs[0][:, -1:] if self.last else inputs[0]).float()
+        self.hidden = inputs[0][:, -1].detach().float()
         with torch.autocast(hidden.device.type, enabled=False):  # (a trained model's forward runs under autocast)
             logits = torch.cat([torch.nn.functional.linear(hidden, rows.float())
                                 for rows in layer.weight.split(self.CHUNK)], -1)

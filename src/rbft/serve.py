@@ -6,6 +6,11 @@ user's message (base64 data URLs only: the server never fetches a URL) are one v
 frames, in order, and its text parts are the prompt. GET /v1/models and GET /health
 answer too. Requests that arrive together are generated together, in batches of up to
 `batch_size`, through the same batched generation as the in-process backend.
+
+A classifier that rbft trained (its folder holds `rbft_task.json`) also answers POST
+/v1/classify: the same messages (one video's frames as image_url parts; text is ignored, the
+classifier's own task prompt is used), judged as `rbft predict` judges a video: each label's
+score, the raw argmax and the decision with the classifier's calibration.
 """
 
 from __future__ import annotations
@@ -24,9 +29,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from rbft.calibration import Calibration
+from rbft.config import TaskConfig
 from rbft.data.collate import VideoChatCollator
 from rbft.data.conversation import Example
+from rbft.data.manifest import VideoRecord
 from rbft.generation import Decoding, generate_batches
+from rbft.prompts import label_examples, label_target
+from rbft.scoring import label_logprobs
 
 
 class BadRequest(ValueError):
@@ -81,7 +91,21 @@ class Batcher:
         self.frames: dict[str, np.ndarray] = {}
         self.collator = VideoChatCollator(processor, lambda key: self.frames[key])
         self.queue: queue.Queue = queue.Queue()
+        self.lock = threading.Lock()  # one forward at a time: generation's batches and classifications
         threading.Thread(target=self._loop, daemon=True).start()
+
+    def classify(self, task: TaskConfig, calibration: Calibration, clip: np.ndarray) -> dict:
+        """One video's label scores, raw argmax and calibrated decision, as `rbft predict` gives them."""
+        key, labels = f"classify-{uuid.uuid4().hex}", list(task.labels)
+        with self.lock:
+            self.frames[key] = clip
+            try:
+                example = label_examples(task, [VideoRecord(key, key, None, "test")])
+                scores = label_logprobs(self.model, self.collator, example, [label_target(x) for x in labels], 1)
+            finally:
+                self.frames.pop(key, None)
+        return {"label": labels[int(calibration.decide(scores)[0])], "raw_label": labels[int(scores[0].argmax())],
+                "scores": {x: float(v) for x, v in zip(labels, scores[0])}, "tau": calibration.tau}
 
     def submit(self, example: Example, clip: np.ndarray, decoding: Decoding) -> Future:
         future: Future = Future()
@@ -104,9 +128,11 @@ class Batcher:
         examples = [Example(j[0].id, j[0].id, j[0].prompt, system=j[0].system) for j in jobs]
         self.frames.update({j[0].id: j[1] for j in jobs})
         try:
-            for batch in generate_batches(self.model, self.collator, examples, decoding, self.batch_size, usage=True):
-                for i, text, usage in batch:
-                    jobs[i][3].set_result((text, usage))
+            with self.lock:
+                for batch in generate_batches(self.model, self.collator, examples, decoding, self.batch_size,
+                                              usage=True):
+                    for i, text, usage in batch:
+                        jobs[i][3].set_result((text, usage))
         except Exception as e:  # the request fails, the server stays up
             for j in jobs:
                 if not j[3].done():
@@ -117,9 +143,12 @@ class Batcher:
 
 
 def make_server(model, processor, model_name: str, host: str = "127.0.0.1", port: int = 8000,
-                batch_size: int = 8) -> ThreadingHTTPServer:
-    """An HTTP server (not yet serving: call `serve_forever`) for `model` under the name `model_name`."""
+                batch_size: int = 8, classifier: dict | None = None) -> ThreadingHTTPServer:
+    """An HTTP server (not yet serving: call `serve_forever`) for `model` under the name `model_name`;
+    `classifier`: a trained classifier's `rbft_task.json` (its task and calibration), for /v1/classify."""
     batcher = Batcher(model, processor, batch_size)
+    task = TaskConfig(**classifier["task"]) if classifier else None
+    calibration = Calibration.from_json(classifier.get("calibration"), len(task.labels)) if classifier else None
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -147,13 +176,22 @@ def make_server(model, processor, model_name: str, host: str = "127.0.0.1", port
                 self._error(404, f"no such path {self.path}", "not_found")
 
         def do_POST(self) -> None:
-            if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
+            path = self.path.rstrip("/")
+            if path not in ("/v1/chat/completions", "/chat/completions", "/v1/classify"):
                 return self._error(404, f"no such path {self.path}; use /v1/chat/completions", "not_found")
+            if path == "/v1/classify" and task is None:
+                return self._error(404, f"{model_name} is not a classifier rbft trained (no rbft_task.json): "
+                                   "/v1/classify needs one; use /v1/chat/completions", "not_found")
             try:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 example, clip, decoding = parse_request(body)
             except (json.JSONDecodeError, BadRequest, TypeError, ValueError, AttributeError) as e:
                 return self._error(400, str(e), "invalid_request_error")
+            if path == "/v1/classify":
+                try:
+                    return self._send(200, {"model": model_name, **batcher.classify(task, calibration, clip)})
+                except Exception as e:
+                    return self._error(500, f"classification failed: {type(e).__name__}: {e}", "server_error")
             try:
                 text, usage = batcher.submit(example, clip, decoding).result()
             except Exception as e:

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import re
@@ -71,7 +72,9 @@ def finished_run(world_dir, tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("finished")
     ablations = {ABLATION: {"rationales": {"source": "file",
                                            "file": str(folder / "home-security.scene-rationales.jsonl")}}}
-    config = write_config(folder, world_dir, source="scene", extra={"ablations": ablations, "label_budget": BUDGET})
+    # calibrated on the small world's 6 val clips (4 normal, 2 vague), below the default minimum of 3 of each label
+    config = write_config(folder, world_dir, source="scene", extra={"ablations": ablations, "label_budget": BUDGET,
+                                                                    "eval": {"calibration_min_val": 0}})
     run(load_config(config), folder / "run", log=lambda m: None)
     return config, folder / "run"
 
@@ -85,7 +88,14 @@ def rbft(*args, env=None, **kw) -> subprocess.Popen:
 @pytest.fixture(scope="session")
 def server():
     """`rbft serve` with the shipped model on 127.0.0.1 (a free port); yields its base URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "rbft", "serve", "--model", "rbft-world-base", "--port", "0",
+    with serving("rbft-world-base") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(model):
+    """`rbft serve --model MODEL` on 127.0.0.1 (a free port) while in `with`; gives its base URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "rbft", "serve", "--model", str(model), "--port", "0",
                              "--dtype", "float32"], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     url = None

@@ -106,3 +106,39 @@ def test_the_openai_client_itself_reads_replies_streams_and_usage(server, clip):
     # ended by the budget: a shorter one runs out of tokens
     short = client.chat.completions.create(model="rbft-world-base", messages=messages, max_tokens=3, temperature=0)
     assert short.usage.completion_tokens == 3 and short.choices[0].finish_reason == "length"
+
+
+def test_serve_classifies_as_predict_does_with_the_classifier_calibration(finished_run):
+    from rbft.config import load_config
+    from rbft.data.cache import FrameCache
+    from rbft.predict import classify
+
+    from .conftest import serving
+    from .test_rationales import lines
+
+    config_path, out = finished_run
+    config = load_config(config_path)
+    model = out / "models" / "direct_sft" / "seed0"
+    rows = lines(out / "predictions" / "direct_sft-seed0.jsonl")[:3]
+    videos = [config.data.manifest.parent / "videos" / f"{r['id']}.mp4" for r in rows]
+    expected = classify(model, videos)
+    cache = FrameCache()
+
+    def png(frame) -> dict:  # lossless: the server sees the frames rbft predict decodes
+        buffer = io.BytesIO()
+        Image.fromarray(frame).save(buffer, format="PNG")
+        return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(
+            buffer.getvalue()).decode()}}
+
+    with serving(model) as url:
+        for video, want, row in zip(videos, expected, rows):
+            frames = cache.load(video, config.data.sampling()).frames
+            body = {"messages": [{"role": "user", "content": [png(f) for f in frames]}]}
+            got = httpx.post(url + "/classify", json=body, timeout=120).json()
+            assert got["label"] == want["predicted"] == row["predicted"]
+            assert got["raw_label"] == want["raw_predicted"] and got["tau"] == row["tau"]
+            assert got["scores"] == pytest.approx(want["scores"], abs=1e-4)
+    # a model that is not a classifier rbft trained has no /v1/classify
+    with serving("rbft-world-base") as url:
+        refused = httpx.post(url + "/classify", json={"messages": []}, timeout=60)
+        assert refused.status_code == 404 and "rbft_task.json" in refused.json()["error"]["message"]

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -48,15 +49,33 @@ def test_stages_chain_and_write_loadable_models(finished_run):
     # evaluation: every method on the same test videos, label scores kept, results.json as DESIGN.md says
     results = json.loads((out / "results.json").read_text())
     assert results["labels"] == list(config.task.labels) and results["seeds"] == [0]
-    assert set(results["methods"]) == {"zero_shot", "direct_sft", "rbft"}
+    assert list(results["methods"]) == ["zero_shot", "probe", "direct_sft", "rbft"]
+    assert results["decisions"].startswith("calibrated")  # the default, with a val split
+    labels = list(config.task.labels)
     for name, m in results["methods"].items():
         lo, hi = m["ci95"]["macro_f1"]
         assert lo <= m["macro_f1"] <= hi
-        rows = lines(out / "predictions" / (name + ("" if name == "zero_shot" else "-seed0") + ".jsonl"))
+        rows = lines(out / "predictions" / (name + ("" if name in ("zero_shot", "probe") else "-seed0") + ".jsonl"))
         assert [r["id"] for r in rows] == [f"clip_{i:05d}" for i in range(30, 38)]
-        assert all(r["predicted"] == max(r["scores"], key=r["scores"].get) for r in rows)
+        assert all(r["raw_predicted"] == max(r["scores"], key=r["scores"].get) for r in rows)
+        # the decision: the scores plus tau x log of the train split's label shares (add-one smoothed)
+        prior = np.log((np.array([sum(v["label"] == x for v in lines(config.data.manifest)
+                                      if v["split"] == "train" and v["id"] != "broken") for x in labels]) + 1) / (24 + 3))
+        assert m["tau"] == [rows[0]["tau"]]
+        assert [r["predicted"] for r in rows] == [
+            labels[int(np.argmax([r["scores"][x] for x in labels] + r["tau"] * prior))] for r in rows]
         assert m["accuracy"] == sum(r["predicted"] == r["label"] for r in rows) / 8 and m["n"] == 8
+        assert m["raw"]["accuracy"] == sum(r["raw_predicted"] == r["label"] for r in rows) / 8
         assert sum(map(sum, m["confusion_matrix"])) == 8 and set(m["per_class"]) == set(config.task.labels)
+    assert lines(out / "predictions" / "probe.jsonl")[0]["probe"]["features"] in ("label", "vision", "both")
+    # what each model represents: a probe on the features every model's eval forward saved (train, val and test)
+    for name in ("zero_shot", "m_inter-seed0", "rbft-seed0", "direct_sft-seed0"):
+        with np.load(out / "features" / f"{name}.npz") as saved:
+            assert saved["label"].shape == saved["vision"].shape == (24 + 6 + 8, 256)
+    representations = results["representations"]["models"]
+    assert list(representations) == ["base", "direct_sft", "m_inter", "rbft"]
+    for m in representations.values():
+        assert m["ci95"][0] <= m["macro_f1"] <= m["ci95"][1] and len(m["per_seed"]) == 1
     comparison = results["comparisons"]["rbft_minus_direct_sft"]
     d = comparison["delta"]["macro_f1"]
     assert d["ci95"][0] <= d["delta"] <= d["ci95"][1]
@@ -76,9 +95,11 @@ def test_stages_chain_and_write_loadable_models(finished_run):
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr
     good, bad = json.loads(stdout)
-    assert good["predicted"] == first["predicted"]
+    assert good["predicted"] == first["predicted"] and good["raw_predicted"] == first["raw_predicted"]
     assert good["scores"] == pytest.approx(first["scores"], abs=1e-4)
     assert bad["error"] == "truncated"
+    calibration = json.loads((out / "models" / "rbft" / "seed0" / "rbft_task.json").read_text())["calibration"]
+    assert calibration["tau"] == first["tau"] and len(calibration["log_prior"]) == 3
     messages = []
     run(config, out, log=messages.append)
     # rationales, stage1, stage2, direct_sft here; in the ablations, what each did not borrow
@@ -138,7 +159,10 @@ def test_free_generation_eval_reports_its_parse_failures(finished_run, tmp_path)
                                                                              "max_new_tokens": 16})})
     run(config, out, only="eval", log=lambda m: None)
     results = json.loads((out / "results.json").read_text())
+    assert results["decisions"].startswith("raw")
     for name, m in results["methods"].items():
+        if name == "probe":  # a linear classifier on the base model's features: no reply to parse
+            continue
         rows = lines(out / "predictions" / (name + ("" if name == "zero_shot" else "-seed0") + ".jsonl"))
         assert all(r["reply"] and "scores" not in r for r in rows)
         assert all(r["predicted"] is None or r["reply"].lower().count(r["predicted"]) for r in rows)
@@ -238,7 +262,8 @@ def test_a_run_whose_rationales_are_mostly_rejected_stops_before_stage_one(make_
     assert proc.returncode == 0, stderr
     assert "rationales: done with these settings; skipped" in stderr  # not written again
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert set(results["methods"]) == {"zero_shot", "direct_sft"} and not results["comparisons"]
+    assert set(results["methods"]) == {"zero_shot", "probe", "direct_sft"} and not results["comparisons"]
+    assert set(results["representations"]["models"]) == {"base", "direct_sft"}  # no M_inter, no M*
     assert results["refused"]["rbft"].startswith("Stage I stopped: only 0 of 24 rationales passed the filter")
     assert "RB-FT was not trained: Stage I stopped" in " ".join(stdout.split())
     assert not (tmp_path / "run" / "models" / "stage1").exists() and (tmp_path / "run" / "models" / "direct_sft").exists()

@@ -26,7 +26,8 @@ import numpy as np  # noqa: E402
 from rbft.data.jsonl import read_jsonl  # noqa: E402
 from rbft.errors import ConfigError  # noqa: E402
 from rbft.metrics import collapsed  # noqa: E402
-from rbft.results import NAMES, ablation_lines, budget_table, comparison_lines, focus_table, method_table  # noqa: E402
+from rbft.results import (NAMES, ablation_lines, budget_table, comparison_lines, focus_table,  # noqa: E402
+                          method_table, representation_table)
 from rbft.runs import Run, report_key  # noqa: E402
 
 FILES = "report_files"
@@ -225,6 +226,12 @@ th{background:#f2f2f2}img{max-width:100%}pre{background:#f7f7f7;padding:.8em;ove
 .rejected{color:#a00}"""
 
 
+REPRESENTATIONS = ("A linear probe (logistic regression, class-balanced) fitted on the train videos' features of each "
+                   "model (the last layer's state where the label is predicted; C chosen on val) and scored on the "
+                   "test videos: how much of the task the model represents, whatever its label scores decide. A "
+                   "rise from the base model to M_inter is Stage I changing what the model represents.")
+
+
 def _html(results, labels, figures, gallery, config, errors, summary, timings) -> str:
     e = html.escape
     head, rows = method_table(results)
@@ -233,6 +240,8 @@ def _html(results, labels, figures, gallery, config, errors, summary, timings) -
              f"<h1>RB-FT report</h1><p>Test set: {results['methods']['zero_shot']['n'] if 'zero_shot' in results['methods'] else ''} "
              f"videos; seeds {e(', '.join(map(str, results['seeds'])))}; labels {e(', '.join(labels))}.</p>",
              "<h2>Methods</h2>", _table(head, rows)]
+    if results.get("decisions"):
+        parts.append(f"<p>Decisions: {e(results['decisions'])}.</p>")
     warnings = collapsed(results)
     if warnings:
         parts.append("<ul class=rejected>" + "".join(f"<li>{e(x)}</li>" for x in warnings) + "</ul>")
@@ -240,6 +249,9 @@ def _html(results, labels, figures, gallery, config, errors, summary, timings) -
     if comparison:
         parts.append("<h3>RB-FT minus direct SFT (paired, same test videos)</h3><ul>"
                      + "".join(f"<li>{e(x)}</li>" for x in comparison) + "</ul>")
+    head, rows = representation_table(results)
+    if rows:
+        parts += ["<h2>What each model represents</h2>", f"<p>{e(REPRESENTATIONS)}</p>", _table(head, rows)]
     if "label_budget" in figures:
         parts += ["<h2>Label budget</h2>", _img(figures["label_budget"], "label-budget curve"),
                   _table(*budget_table(results))]
@@ -281,10 +293,15 @@ def _markdown(results, labels, figures, gallery, errors, summary, timings) -> st
         return "\n".join([cells(head), "|" + "---|" * len(head), *map(cells, rows)])
 
     parts = ["# RB-FT report", "", f"Seeds {', '.join(map(str, results['seeds']))}; labels {', '.join(labels)}.",
-             "", "## Methods", "", table(head, rows), "", *(f"- **warning**: {x}" for x in collapsed(results)), ""]
+             "", "## Methods", "", table(head, rows), "",
+             *([f"Decisions: {results['decisions']}.", ""] if results.get("decisions") else []),
+             *(f"- **warning**: {x}" for x in collapsed(results)), ""]
     comparison = comparison_lines(results) + ablation_lines(results)
     if comparison:
         parts += ["### RB-FT minus direct SFT", "", *(f"- {x}" for x in comparison), ""]
+    head, rows = representation_table(results)
+    if rows:
+        parts += ["## What each model represents", "", REPRESENTATIONS, "", table(head, rows), ""]
     if "label_budget" in figures:
         parts += ["## Label budget", "", f"![label-budget curve]({FILES}/label_budget.png)", "",
                   table(*budget_table(results)), ""]

@@ -2,7 +2,9 @@
 
 Direct SFT (`rbft.stages.direct_sft`) is `label_finetune` started from the base model,
 so the baseline gets exactly Stage II's settings and budget. With a val split and
-`training.select_best`, the epoch with the best val macro-F1 (by label scoring) is kept.
+`training.select_best`, the epoch with the best val macro-F1 (by label scoring) is kept; with
+`eval.calibration: prior` the kept model's val scores then choose its calibration
+(`rbft.calibration`), which the classifier's folder keeps for eval, `rbft predict` and `rbft serve`.
 Labels are plain text in angle brackets (`<abnormal>`), not added tokens: every method
 and every model family then scores the same strings with an unchanged vocabulary, and the
 zero-shot model is asked for the very reply the fine-tuned ones learnt.
@@ -17,6 +19,7 @@ from pathlib import Path
 from accelerate.utils import gather_object
 from sklearn.metrics import f1_score
 
+from rbft import calibration as cal
 from rbft.config import ExperimentConfig
 from rbft.data.manifest import VideoRecord
 from rbft.errors import ConfigError
@@ -63,6 +66,20 @@ def val_macro_f1(config: ExperimentConfig, collator, val: Sequence[VideoRecord])
     return score
 
 
+def calibrated(config: ExperimentConfig, model, collator, train_videos: Sequence[VideoRecord],
+               val_videos: Sequence[VideoRecord]) -> cal.Calibration:
+    """The trained classifier's calibration: chosen on its val scores (`eval.calibration: prior`), else none."""
+    labels = list(config.task.labels)
+    prior, val = cal.log_prior([v.label for v in train_videos], labels), [v.label for v in val_videos]
+    if config.eval.calibration == "none":
+        return cal.none(len(labels))
+    if why := cal.unusable(val, labels, config.eval.calibration_min_val):
+        return cal.Calibration(0.0, prior, why=why)
+    scores = label_logprobs(model, collator, label_examples(config.task, val_videos),
+                            [label_target(x) for x in labels], config.eval.batch_size)
+    return cal.choose(scores, val, labels, prior, config.eval.calibration_min_val)
+
+
 def label_finetune(config: ExperimentConfig, start: str | Path, train_videos: Sequence[VideoRecord],
                    val_videos: Sequence[VideoRecord], frames: Callable, work: Path, out: Path, seed: int) -> Path:
     """Fine-tune the model at `start` on the labels (checkpoints in `work`); write the classifier to `out`."""
@@ -75,7 +92,7 @@ def label_finetune(config: ExperimentConfig, start: str | Path, train_videos: Se
 
     def write() -> None:
         save_model(trained, collator.processor, out, merge=False)
-        write_task(config, out)
+        write_task(config, out, calibrated(config, trained, collator, train_videos, val_videos))
 
     by_main(write)
     return out
