@@ -7,7 +7,8 @@ val split), so nothing fails to parse. Free generation (`eval.mode: generate`): 
 greedy reply, read by `prompts.parse_label`; a reply naming no label counts as wrong and the
 parse-failure rate is reported.
 
-Each model is run once over the train, val and test videos (`eval-<name>`): its label scores
+Each model is run once over the train, val and test videos (`eval-<name>`, by the main process
+alone, as every eval stage): its label scores
 and, from the same forward, its features (`features/<name>.npz`), which the linear probes
 read (`rbft.probes`): the `probe` baseline on the frozen base model's, and per-stage probes on
 the base model's, M_inter's, M*'s and direct SFT's (`representations` in results.json).
@@ -126,12 +127,11 @@ def model_outputs(config: ExperimentConfig, model_dir: str | Path, videos: Seque
 
 
 def save_features(path: Path, videos: Sequence[VideoRecord], scores: np.ndarray, features: dict) -> None:
-    def write() -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as f:
-            np.savez_compressed(f, ids=np.array([v.id for v in videos]), splits=np.array([v.split for v in videos]),
-                                scores=scores, **features)
-    by_main(write)
+    """Each video's id, split, label scores and features, in one file (by the one process that scores)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        np.savez_compressed(f, ids=np.array([v.id for v in videos]), splits=np.array([v.split for v in videos]),
+                            scores=scores, **features)
 
 
 def load_features(path: Path, splits: dict) -> dict[str, dict[str, np.ndarray]]:
@@ -160,7 +160,7 @@ def write_predictions(config: ExperimentConfig, model_dir: str | Path, videos: S
         rows = [{"id": v.id, "label": v.label, "predicted": parsed, "reply": reply}
                 for v, (reply, parsed) in zip(videos, replies)]
     out.parent.mkdir(parents=True, exist_ok=True)
-    by_main(lambda: write_jsonl(out, rows))
+    write_jsonl(out, rows)
 
 
 def score_rows(videos: Sequence[VideoRecord], scores: np.ndarray, labels: list[str],
@@ -185,7 +185,7 @@ def probe_baseline(run: Run, splits: dict, output: str) -> None:
                       calibration(config, splits, scores[:len(scores) - len(splits["test"])]))
     for row in rows:
         row["probe"] = probe.describe()
-    by_main(lambda: write_jsonl(run.out / output, rows))
+    write_jsonl(run.out / output, rows)
 
 
 def representations(run: Run, splits: dict, base: bool, refused: str | None) -> dict:
