@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import f1_score
 
 from rbft import calibration as cal
 from rbft import probes
@@ -32,7 +31,7 @@ from rbft.data.jsonl import write_jsonl
 from rbft.data.manifest import VideoRecord
 from rbft.errors import ConfigError
 from rbft.generation import generate
-from rbft.metrics import interval
+from rbft.metrics import classification, interval, over_seeds
 from rbft.modeling import load_for_videos
 from rbft.predict import read_calibration
 from rbft.prompts import label_examples, parse_label
@@ -210,15 +209,14 @@ def representations(run: Run, splits: dict, base: bool, refused: str | None) -> 
             probe = probes.fit(features["train"], [v.label for v in splits["train"]], features.get("val"),
                                [v.label for v in val], labels, kinds=("label",))
             guess = [labels[i] for i in probe.log_proba(features["test"]).argmax(-1)]
-            f1 = f1_score(truth, guess, labels=labels, average="macro", zero_division=0)
-            per_seed.append({"macro_f1": float(f1), "accuracy": float(np.mean([a == b for a, b in zip(truth, guess)])),
-                             "C": probe.C})
+            figures = classification(truth, guess, labels)
+            per_seed.append({"macro_f1": figures["macro_f1"], "accuracy": figures["accuracy"], "C": probe.C})
             predicted.append(guess)
         if len(predicted) < len(names):
             continue
-        f1s = [r["macro_f1"] for r in per_seed]
-        out["models"][stage] = {"macro_f1": float(np.mean(f1s)), "std": float(np.std(f1s, ddof=1)) if len(f1s) > 1
-                                else 0.0, "accuracy": float(np.mean([r["accuracy"] for r in per_seed])),
+        spread = over_seeds([{**r, "per_class": {}} for r in per_seed])
+        out["models"][stage] = {"macro_f1": spread["macro_f1"]["mean"], "std": spread["macro_f1"]["std"],
+                                "accuracy": spread["accuracy"]["mean"],
                                 "ci95": interval(truth, predicted, labels)["macro_f1"], "per_seed": per_seed}
     return out
 
