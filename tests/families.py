@@ -1,6 +1,6 @@
 """Tiny random models of each real VLM family, from their real config classes, with processors.
 
-The tokenizer is the world's (trained offline from the caption corpus) plus each family's
+The tokenizer is the world's (trained offline from the pretraining corpus) plus each family's
 special tokens; the chat templates follow each family's published layout. Sizes are tiny
 so a training step takes well under a second.
 """

@@ -98,14 +98,15 @@ def test_demo_quick_runs_the_whole_experiment(tmp_path):
     results = json.loads((run / "results.json").read_text())
     for name in ("zero-shot", "linear probe", "direct SFT", "RB-FT [ground-truth-rationales]"):
         assert name in result.stdout
-    # the shipped model writes descriptions, not rationales: the filter refuses them and the demo says so
-    assert list(results["methods"]) == ["zero_shot", "probe", "direct_sft"]
+    # the shipped model writes rationales toward the label it is told, and the filter keeps most of them
+    summary = json.loads((run / "rationales_summary.json").read_text())
+    assert summary["records"] == 64 and summary["kept"] >= 32 and "refused" not in results
+    assert list(results["methods"]) == ["zero_shot", "probe", "direct_sft", "rbft"]
     # 16 val clips, none abnormal: too few to choose the calibration on, so the decisions are the raw argmax
     assert results["decisions"].startswith("raw") and "abnormal 0" in results["decisions"]
     assert "what each model represents" in result.stdout and set(results["representations"]["models"]) == {
-        "base", "direct_sft"}
-    assert "only 0 of 64 rationales passed the filter" in results["refused"]["rbft"]
-    assert "RB-FT was not trained" in result.stdout
+        "base", "direct_sft", "m_inter", "rbft"}
+    assert "RB-FT minus direct SFT, macro_f1" in " ".join(result.stdout.split())
     # the teacher arm: RB-FT on the world's ground-truth rationales, against the same direct SFT
     teacher = results["ablations"]["ground-truth-rationales"]
     assert teacher["methods"]["rbft"]["n"] == 64 and "rbft_minus_direct_sft" in teacher["comparisons"]
@@ -142,7 +143,7 @@ def test_the_demo_runs_a_teacher_arm_and_the_study_adds_the_label_budget_to_the_
     assert {k: v for k, v in study.items() if k not in ("name", "label_budget")} == {
         k: v for k, v in full.items() if k != "name"}
     assert quick["ablations"] == full["ablations"] and "label_budget" not in quick
-    # the shipped model's own rationales are refused by the filter: the demo runs the other arms and says why
+    # when too few of the shipped model's rationales pass the filter, the demo runs the other arms and says why
     assert full["rationales"]["on_too_few"] == quick["rationales"]["on_too_few"] == "skip"
     assert rbft("demo", "--quick", "--study").returncode == 2
 

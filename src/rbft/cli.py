@@ -397,8 +397,12 @@ def world_pretrain(
         help="Epochs (over every frame pair of the clips) of training the vision tower as a classifier of the "
         "clips' facts first (default: the recipe's)."
     ),
+    vision_tower: Optional[Path] = typer.Option(
+        None, "--vision-tower", help="Take this model folder's vision tower (frozen) instead of warming one up, "
+        "as the shipped model took its predecessor's (see its card)."),
 ) -> None:
-    """Make the base model the way the shipped one was made: pretrain a tiny Qwen2-VL on world captions."""
+    """Make the base model the way the shipped one was made: pretrain a tiny Qwen2-VL on world clips, what one
+    knows about them, and made-up quizzes in rbft's rationale layout."""
     from dataclasses import replace
 
     from rbft.data.cache import default_cache_dir
@@ -406,7 +410,8 @@ def world_pretrain(
 
     recipe = Recipe()
     recipe = replace(recipe, clips=clips or recipe.clips, epochs=epochs or recipe.epochs,
-                     warmup_epochs=recipe.warmup_epochs if vision_warmup is None else vision_warmup)
+                     warmup_epochs=recipe.warmup_epochs if vision_warmup is None else vision_warmup,
+                     vision_tower=str(vision_tower.resolve()) if vision_tower else None)
     work = work or default_cache_dir() / "pretrain" / recipe.key()
     facts = pretrain(out_dir, work, recipe, log=lambda m: err.print(m))
     out.print(f"base model written to {escape(str(out_dir))} ({facts['parameters'] / 1e6:.1f}M parameters, "

@@ -53,8 +53,8 @@ def demo_config(manifest: str, size: Size = FULL) -> dict:
     config["training"]["stage1"]["epochs"] = size.stage1_epochs
     config["training"]["stage2"]["min_steps"] = size.stage2_min_steps
     config["seeds"] = list(size.seeds)
-    # the shipped model writes descriptions, not rationales (no `Reasoning:` or `Conclusion:` line), and the filter
-    # refuses them: the demo then runs every other arm and says why RB-FT on its own rationales is missing
+    # when the filter keeps too few of the base model's rationales (a model that writes descriptions, not
+    # rationales), the demo runs every other arm and says why RB-FT on its own rationales is missing
     config["rationales"]["on_too_few"] = "skip"
     if size.ablations:
         config["ablations"] = size.ablations

@@ -15,10 +15,11 @@ import json
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from rbft.basemodel.reasoning import KNOWLEDGE_PROMPTS, knowledge_answer, reasoning_example
 from rbft.modeling import qwen2_tokenizer, qwen2_vl_config, qwen2_vl_processor
 from rbft.world.captions import PROMPTS, answer
+from rbft.world.knowledge import every_fact
 from rbft.world.scenes import sample_scenario
-from rbft.world.tasks import TASKS
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
            "<|image_pad|>", "<|video_pad|>"]
@@ -47,16 +48,15 @@ CHAT_TEMPLATE = (
 
 
 def corpus(n_records: int = 3000, seed: int = 12345) -> list[str]:
-    """Text the tokenizer is trained on: every prompt, answers about random scenes, and the tasks' wording."""
+    """Text the tokenizer is trained on: every prompt, and the pretraining's answers, knowledge and made-up
+    quizzes about random scenes. No task's wording: a task's labels encode as pieces of known words."""
     rng = np.random.default_rng(seed)
-    texts = [p for prompts in PROMPTS.values() for p in prompts]
+    texts = [p for prompts in PROMPTS.values() for p in prompts] + list(KNOWLEDGE_PROMPTS) + every_fact()
     for i in range(n_records):
         record = sample_scenario(rng, f"t{i}")
         texts += [answer(record, kind, rng) for kind in PROMPTS]
-    for task in TASKS.values():
-        texts += [task.persona, task.question, *task.labels, *task.labels.values()]
-        texts += [f"<{name}>" for name in task.labels]
-    texts += ["You are a helpful assistant.", "You are a", "Answer with one label."]
+        texts += [knowledge_answer(record, rng), *reasoning_example(record, rng)]
+    texts += ["You are a helpful assistant.", "You are a"]
     return texts
 
 
