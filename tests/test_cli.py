@@ -162,9 +162,11 @@ def test_world_generate_writes_a_dataset_that_passes_the_data_check(tmp_path):
 @pytest.mark.slow
 def test_world_pretrain_makes_a_loadable_model(tmp_path):
     result = rbft("world", "pretrain", "--out", tmp_path / "base", "--work", tmp_path / "work", "--clips", 4,
-                  "--epochs", 1)
+                  "--epochs", 1, "--copy-steps", 3, "--copy-far-steps", 2, "--refresh-quizzes", 4)
     assert result.returncode == 0, result.stderr
     assert "base model written" in result.stdout
+    made = json.loads((tmp_path / "base" / "pretrain.json").read_text())
+    assert made["recipe"]["copy_steps"] == 3 and made["recipe"]["refresh_quizzes"] == 4
     assert (tmp_path / "base" / "model.safetensors").exists() and (tmp_path / "base" / "README.md").exists()
     # it loads as any Hugging Face model folder, was trained (not the recipe's random start), and writes text
     from transformers import AutoConfig

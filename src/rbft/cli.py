@@ -400,6 +400,13 @@ def world_pretrain(
     vision_tower: Optional[Path] = typer.Option(
         None, "--vision-tower", help="Take this model folder's vision tower (frozen) instead of warming one up, "
         "as the shipped model took its predecessor's (see its card)."),
+    copy_steps: Optional[int] = typer.Option(
+        None, "--copy-steps", min=0, help="Steps of learning to copy, a sequence repeated on "
+        "the next line (default: the recipe's)."),
+    copy_far_steps: Optional[int] = typer.Option(
+        None, "--copy-far-steps", min=0, help="Steps of learning to copy over gaps (default: the recipe's)."),
+    refresh_quizzes: Optional[int] = typer.Option(
+        None, "--refresh-quizzes", min=0, help="New label-hinted quizzes in the last pass (default: the recipe's)."),
 ) -> None:
     """Make the base model the way the shipped one was made: pretrain a tiny Qwen2-VL on world clips, what one
     knows about them, and made-up quizzes in rbft's rationale layout."""
@@ -411,7 +418,9 @@ def world_pretrain(
     recipe = Recipe()
     recipe = replace(recipe, clips=clips or recipe.clips, epochs=epochs or recipe.epochs,
                      warmup_epochs=recipe.warmup_epochs if vision_warmup is None else vision_warmup,
-                     vision_tower=str(vision_tower.resolve()) if vision_tower else None)
+                     vision_tower=str(vision_tower.resolve()) if vision_tower else None,
+                     **{k: v for k, v in (("copy_steps", copy_steps), ("copy_far_steps", copy_far_steps),
+                                          ("refresh_quizzes", refresh_quizzes)) if v is not None})
     work = work or default_cache_dir() / "pretrain" / recipe.key()
     facts = pretrain(out_dir, work, recipe, log=lambda m: err.print(m))
     out.print(f"base model written to {escape(str(out_dir))} ({facts['parameters'] / 1e6:.1f}M parameters, "
@@ -421,7 +430,7 @@ def world_pretrain(
 @app.command()
 def demo(
     out_dir: Path = typer.Option(Path("rbft-demo"), "--out", help="Folder for the world, the config and the run."),
-    quick: bool = typer.Option(False, "--quick", help="Fewer clips and one seed: under 2 minutes on 2 cores."),
+    quick: bool = typer.Option(False, "--quick", help="Fewer clips and one seed: about 3 minutes on 2 cores."),
     study: bool = typer.Option(False, "--study", help="Add the label-budget curve (20 and 80 labelled clips): "
                                "about 6 minutes more on 2 cores; after `rbft demo` it trains only the curve's points."),
     write_config: Optional[Path] = typer.Option(

@@ -57,8 +57,8 @@ def test_shipped_model_loads_with_auto_classes_and_describes_world_clips(tmp_pat
     assert all(named_subject(t) and named_scene(t) for t in texts), texts
 
 
-SMALL = dict(clips=6, epochs=1, batch_size=3, copy_steps=2, copy_batch_size=4, drills=8, drill_batch_size=4,
-             refresh_share=0.5, refresh_quizzes=3)
+SMALL = dict(clips=6, epochs=1, batch_size=3, copy_steps=2, copy_batch_size=4, copy_far_steps=2, copy_far_batch_size=4,
+             drills=8, drill_batch_size=4, refresh_share=0.5, refresh_quizzes=3)
 
 
 def test_shipped_model_writes_rationales_toward_the_label_it_is_told(tmp_path):
@@ -90,7 +90,7 @@ def test_pretraining_recipe_runs_end_to_end_at_small_scale(tmp_path):
     facts = pretrain(tmp_path / "model", tmp_path / "work", recipe, log=lambda _: None)
     assert facts["conversations"] == 6 and facts["final_loss"] is not None
     assert facts["drills_final_loss"] is not None and facts["refresh_final_loss"] is not None
-    assert facts["copy_final_loss"] is not None
+    assert facts["copy_final_loss"] is not None and facts["copy_far_final_loss"] is not None
     drills = [json.loads(line) for line in (tmp_path / "work" / "drills" / "train_log.jsonl").read_text().splitlines()]
     assert drills[-1]["step"] == 2  # 8 drills in batches of 4
     again = [json.loads(line) for line in (tmp_path / "work" / "refresh" / "train_log.jsonl").read_text().splitlines()]

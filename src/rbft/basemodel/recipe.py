@@ -303,10 +303,15 @@ def take_tower(model, source: Path) -> dict:
     visual = {k.removeprefix("visual."): v for k, v in load_file(weights).items() if k.startswith("visual.")}
     vision_tower(model)[0].load_state_dict(visual, strict=True)
     made = json.loads((source / "pretrain.json").read_text()) if (source / "pretrain.json").exists() else {}
+    if made.get("vision_tower"):  # `source` took its tower too: how that tower was warmed up is told there
+        warmed = made["vision_tower"]
+        recipe, warmup, seconds = warmed.get("recipe", {}), warmed.get("vision_warmup"), warmed.get("warmup_seconds")
+    else:
+        recipe, warmup, seconds = made.get("recipe", {}), made.get("vision_warmup"), made.get("seconds", {}).get(
+            "vision_warmup")
     return {"from": str(source), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
-            "recipe": {k: v for k, v in made.get("recipe", {}).items() if k in WARMUP_FIELDS},
-            "vision_warmup": made.get("vision_warmup"),
-            "warmup_seconds": made.get("seconds", {}).get("vision_warmup")}
+            "recipe": {k: v for k, v in recipe.items() if k in WARMUP_FIELDS}, "vision_warmup": warmup,
+            "warmup_seconds": seconds}
 
 
 def _final_loss(log_path: Path) -> float | None:
