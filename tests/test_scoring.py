@@ -40,9 +40,10 @@ def test_the_prompt_gives_its_last_positions_logits_only_and_one_cache_serves_ev
             hook.remove()
     reference = label_logprobs_full(model, collator, examples(), TARGETS, batch_size=1)
     assert np.abs(fast - reference).max() < 1e-4
-    reply = len(collator.reply_ids(Example("0", "v", "?", TARGETS[0], "An expert.")))
-    # per batch of 2 prompts: the prompt's last position, then each label's reply but its last token
-    assert head_rows == [(2, 1), *[(2, reply - 1)] * 3] * 2
+    replies = [len(collator.reply_ids(Example("0", "v", "?", target, "An expert."))) for target in TARGETS]
+    # per batch of 2 prompts: the prompt's last position, then each label's reply but its last token (the labels
+    # encode as pieces of different counts: `<normal>` as one fewer than `<abnormal>`)
+    assert len(set(replies)) > 1 and head_rows == [(2, 1), *[(2, n - 1) for n in replies]] * 2
     assert cache_rows == [2] * 6  # the continuation forwards see the prompts' cache, never repeated per label
 
 
