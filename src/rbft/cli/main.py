@@ -1,20 +1,19 @@
-"""The command line: parse arguments, call the library, print. No logic of its own."""
+"""The commands: `rbft run`, `data`, `predict`, `export`, `serve` (and `world`, `demo` from `rbft.cli.world`)."""
 
 from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 import rbft
+from rbft.cli.console import bars, err, fail, one_bar, out, print_results
+from rbft.cli.world import demo, world_app
 from rbft.errors import RbftError
 
 app = typer.Typer(
@@ -24,10 +23,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Check datasets before any training.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-world_app = typer.Typer(help="The built-in synthetic smart-home world and its base model.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
-out = Console()
-err = Console(stderr=True)
 
 
 def _version(value: bool) -> None:
@@ -72,7 +68,7 @@ def data_check(
             sampling, labels = cfg.data.sampling(), list(cfg.task.labels)
         records = records_from_folder(source) if source.is_dir() else load_manifest(source, labels)
     except RbftError as e:
-        raise _fail(e) from None
+        raise fail(e) from None
     if not records:
         err.print(f"[red]error:[/red] no videos found in {escape(str(source))}")
         raise typer.Exit(2)
@@ -110,7 +106,7 @@ def data_import(
             raise RbftError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
         summary = import_dataset(fmt, source, out_file, videos, binary, language, seed, val, test)
     except RbftError as e:
-        raise _fail(e) from None
+        raise fail(e) from None
     if as_json:
         print(json.dumps(summary, ensure_ascii=False, indent=1))
         return
@@ -151,40 +147,8 @@ def _print_check(results, counts, errors_path) -> None:
 def _check_with_progress(records, sampling, cache, workers: int = 0):
     from rbft.data.check import check_videos
 
-    with _progress(len(records), "checking videos") as advance:
+    with one_bar(len(records), "checking videos") as advance:
         return check_videos(records, sampling, cache=cache, workers=workers, on_result=lambda _: advance())
-
-
-class _bars:
-    """Progress bars on stderr (stdout stays clean for --json), one per piece of work, made on demand:
-    inside `with _bars() as progress`, `progress(what, total)` adds a bar and returns its tick."""
-
-    def __enter__(self):
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), console=err, transient=True, disable=not sys.stderr.isatty())
-        self.bar.start()
-
-        def progress(what: str, total: int):
-            task = self.bar.add_task(what, total=total)
-            return lambda: self.bar.advance(task)
-
-        return progress
-
-    def __exit__(self, *exc) -> None:
-        self.bar.stop()
-
-
-@contextmanager
-def _progress(total: int, what: str):
-    """One bar: yields its tick."""
-    with _bars() as progress:
-        yield progress(what, total)
-
-
-def _fail(error: RbftError) -> typer.Exit:
-    """Print a user error without a traceback; the caller raises the returned exit (status 2)."""
-    err.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)  # one line per line, for scripts
-    return typer.Exit(2)
 
 
 @app.command("run")
@@ -202,11 +166,11 @@ def run_command(
     try:
         cfg = load_config(config)
         folder = out_dir or Path("runs") / cfg.name
-        with _bars() as progress:
+        with bars() as progress:
             facts = run(cfg, folder, only=only, fresh=not resume, log=lambda m: err.print(escape(m)),
                         progress=progress)
     except RbftError as e:
-        raise _fail(e) from None
+        raise fail(e) from None
     from rbft.runs import process_state
 
     if not process_state().is_main_process:  # under accelerate or torchrun the main process speaks for all
@@ -219,47 +183,7 @@ def run_command(
         for reason, n in r["rejected_by_reason"].items():
             out.print(f"  rejected, {escape(reason)}: {n}")
     if facts.get("results"):
-        _print_results(facts["results"], folder)
-
-
-def _print_results(results: dict, folder: Path) -> None:
-    """The comparison (`rbft.results`' tables): each method's (and ablation's) accuracy and macro-F1, mean ± std
-    over seeds with their 95% interval, then per-class F1 (one table split in two for a terminal's width), and
-    RB-FT minus direct SFT with its interval and paired test."""
-    from rbft.metrics import collapsed
-    from rbft.results import (ablation_lines, budget_table, comparison_lines, focus_table, method_table,
-                              representation_table)
-
-    head, rows = method_table(results)
-    split = next(i for i, h in enumerate(head) if h.startswith("F1 "))
-    for columns, title in ((range(split), f"test set, {len(results['seeds'])} seed(s) "
-                                          f"({escape(str(folder / 'results.json'))})"),
-                           ((0, *range(split, len(head))), "per class (mean over seeds)")):
-        _print_table([head[i] for i in columns], [[row[i] for i in columns] for row in rows], title)
-    if results.get("decisions"):
-        out.print(f"decisions: {escape(results['decisions'])}")
-    head, rows = representation_table(results)
-    if rows:
-        _print_table(head, rows, "what each model represents: a linear probe on its features (test)")
-    for warning in collapsed(results):
-        out.print(f"[bold red]warning[/bold red]: {escape(warning)}")
-    for line in comparison_lines(results, prefix="RB-FT minus direct SFT, ") + ablation_lines(results):
-        out.print(escape(line))
-    head, rows = budget_table(results)
-    if rows:
-        _print_table(head, rows, "label budget (test macro-F1; the last row is the whole train split)")
-    head, rows = focus_table(results)
-    if rows:
-        out.print("attention focus (share in the boxes / their area): " + ", ".join(f"{escape(k)} {v}" for k, v in rows))
-    if (folder / "report.html").exists():
-        out.print(f"report: {escape(str(folder / 'report.html'))}")
-
-
-def _print_table(head: list[str], rows: list[list[str]], title: str) -> None:
-    table = Table(*map(escape, head), title=title)
-    for row in rows:
-        table.add_row(*map(escape, row))
-    out.print(table)
+        print_results(facts["results"], folder)
 
 
 @app.command()
@@ -274,7 +198,7 @@ def predict(
     try:
         results = classify(model, videos)
     except RbftError as e:
-        raise _fail(e) from None
+        raise fail(e) from None
     if as_json:
         print(json.dumps(results, ensure_ascii=False, indent=1))
     else:
@@ -314,7 +238,7 @@ def export(
         by_id = RationaleStore(rationales).records if rationales is not None else None
         n = write(cfg, records, out_file, fmt, by_id)
     except RbftError as e:
-        raise _fail(e) from None
+        raise fail(e) from None
     out.print(f"wrote {n} {split} conversations to {escape(str(out_file))} ({fmt})")
 
 
@@ -337,7 +261,7 @@ def serve(
         processor = load_processor(model, trust_remote_code)
         loaded = load_model(model, dtype, trust_remote_code=trust_remote_code, device=inference_device())
     except RbftError as e:
-        raise _fail(e) from None
+        raise fail(e) from None
     from rbft.predict import TASK_FILE
 
     meta = Path(model) / TASK_FILE  # a classifier rbft trained also answers /v1/classify
@@ -354,124 +278,7 @@ def serve(
         server.server_close()
 
 
-@world_app.command("generate")
-def world_generate(
-    out_dir: Path = typer.Option(..., "--out", help="Folder for videos, scenes.jsonl, manifests and task YAMLs."),
-    seed: int = typer.Option(0, "--seed", help="The same seed writes byte-identical files."),
-    train: int = typer.Option(200, "--train", min=0, help="Labelled training clips."),
-    val: int = typer.Option(60, "--val", min=0, help="Validation clips."),
-    test: int = typer.Option(400, "--test", min=0, help="Test clips."),
-    as_json: bool = typer.Option(False, "--json", help="Print the label counts as one JSON object."),
-) -> None:
-    """Draw the synthetic smart-home world as video files, scene records and one manifest per task."""
-    from rbft.world.generate import Splits, generate_world
-
-    splits = Splits(train, val, test)
-    with _progress(splits.total, "drawing clips") as advance:
-        info = generate_world(out_dir, seed=seed, splits=splits, on_clip=advance)
-    if as_json:
-        print(json.dumps(info, sort_keys=True))
-        return
-    for task, by_split in info["labels"].items():
-        names = sorted({name for counts in by_split.values() for name in counts})
-        table = Table("split", *names, title=task)
-        for split, counts in by_split.items():
-            table.add_row(split, *(str(counts.get(name, 0)) for name in names))
-        out.print(table)
-    out.print(f"wrote {splits.total} clips to {escape(str(out_dir))}: manifests "
-              + ", ".join(f"{t}.jsonl" for t in info["labels"]) + ", scenes.jsonl (ground truth with boxes)")
-    first = next(iter(info["labels"]))
-    out.print(f"next: rbft run {escape(str(out_dir / f'experiment-{first}.yaml'))} --only rationales")
-
-
-@world_app.command("pretrain")
-def world_pretrain(
-    out_dir: Path = typer.Option(..., "--out", help="Folder for the new base model (a Hugging Face model folder)."),
-    work: Optional[Path] = typer.Option(
-        None, "--work", help="Folder for clips and checkpoints; a rerun resumes there (default: in the rbft cache)."
-    ),
-    clips: Optional[int] = typer.Option(None, "--clips", min=1, help="Pretraining clips (default: the recipe's)."),
-    epochs: Optional[float] = typer.Option(None, "--epochs", min=0.01, help="Epochs (default: the recipe's)."),
-    vision_warmup: Optional[float] = typer.Option(
-        None, "--vision-warmup", min=0.0,
-        help="Epochs (over every frame pair of the clips) of training the vision tower as a classifier of the "
-        "clips' facts first (default: the recipe's)."
-    ),
-    vision_tower: Optional[Path] = typer.Option(
-        None, "--vision-tower", help="Take this model folder's vision tower (frozen) instead of warming one up, "
-        "as the shipped model took its predecessor's (see its card)."),
-    copy_steps: Optional[int] = typer.Option(
-        None, "--copy-steps", min=0, help="Steps of learning to copy, a sequence repeated on "
-        "the next line (default: the recipe's)."),
-    copy_far_steps: Optional[int] = typer.Option(
-        None, "--copy-far-steps", min=0, help="Steps of learning to copy over gaps (default: the recipe's)."),
-    refresh_quizzes: Optional[int] = typer.Option(
-        None, "--refresh-quizzes", min=0, help="New label-hinted quizzes in the last pass (default: the recipe's)."),
-) -> None:
-    """Make the base model the way the shipped one was made: pretrain a tiny Qwen2-VL on world clips, what one
-    knows about them, and made-up quizzes in rbft's rationale layout."""
-    from dataclasses import replace
-
-    from rbft.data.cache import default_cache_dir
-    from rbft.basemodel.recipe import Recipe, pretrain
-
-    recipe = Recipe()
-    recipe = replace(recipe, clips=clips or recipe.clips, epochs=epochs or recipe.epochs,
-                     warmup_epochs=recipe.warmup_epochs if vision_warmup is None else vision_warmup,
-                     vision_tower=str(vision_tower.resolve()) if vision_tower else None,
-                     **{k: v for k, v in (("copy_steps", copy_steps), ("copy_far_steps", copy_far_steps),
-                                          ("refresh_quizzes", refresh_quizzes)) if v is not None})
-    work = work or default_cache_dir() / "pretrain" / recipe.key()
-    facts = pretrain(out_dir, work, recipe, log=lambda m: err.print(m))
-    out.print(f"base model written to {escape(str(out_dir))} ({facts['parameters'] / 1e6:.1f}M parameters, "
-              f"{facts['seconds']['training']:.0f} s of training, final loss {facts['final_loss']})")
-
-
-@app.command()
-def demo(
-    out_dir: Path = typer.Option(Path("rbft-demo"), "--out", help="Folder for the world, the config and the run."),
-    quick: bool = typer.Option(False, "--quick", help="Fewer clips and one seed: about 3 minutes on 2 cores."),
-    study: bool = typer.Option(False, "--study", help="Add the label-budget curve (20 and 80 labelled clips): "
-                               "about 6 minutes more on 2 cores; after `rbft demo` it trains only the curve's points."),
-    write_config: Optional[Path] = typer.Option(
-        None, "--write-config", help="Only draw the world and write the demo's config here, to edit and `rbft run`."),
-) -> None:
-    """The whole RB-FT experiment on the built-in smart-home world, offline on the CPU.
-
-    Zero-shot vs direct SFT vs RB-FT with the shipped base model on `home-security`, 2 seeds
-    (`--quick`: one), and the teacher arm: RB-FT on the world's ground-truth rationales
-    (not in `--quick`); `--study` adds the label-budget curve. Printed with intervals; the
-    run folder holds results.json, report.html, report.md and the attention figures. A
-    re-run resumes where it stopped.
-    """
-    import time
-
-    from rbft.config import load_config
-    from rbft.demo import FULL, QUICK, STUDY, prepare
-    from rbft.pipeline import run
-
-    if quick and study:
-        raise _fail(RbftError("--quick and --study: choose one (the study needs the full demo's clips)"))
-    size = QUICK if quick else STUDY if study else FULL
-    started = time.perf_counter()
-    config_path = write_config or out_dir / f"{size.name}.yaml"
-    with _progress(size.splits.total, "drawing the world") as tick:
-        prepare(config_path, size, on_clip=lambda *_: tick())
-    if write_config is not None:
-        out.print(f"wrote {escape(str(write_config))} (and its world beside it); edit it, then "
-                  f"`rbft run {escape(str(write_config))}`")
-        return
-    folder = out_dir / ("run-quick" if quick else "run")
-    out.print(f"[bold]rbft {rbft.__version__} demo[/bold]{' (quick)' if quick else ' (study)' if study else ''}: "
-              f"zero-shot vs direct SFT vs RB-FT on the built-in world, config {escape(str(config_path))}, "
-              f"run folder {escape(str(folder))}")
-    try:
-        with _bars() as progress:
-            facts = run(load_config(config_path), folder, log=lambda m: err.print(escape(m)), progress=progress)
-    except RbftError as e:
-        raise _fail(e) from None
-    _print_results(facts["results"], folder)
-    out.print(f"demo finished in {time.perf_counter() - started:.0f} s")
+app.command()(demo)  # `rbft demo`, listed after the other commands
 
 
 if __name__ == "__main__":
