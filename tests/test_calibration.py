@@ -56,3 +56,26 @@ def test_a_val_split_with_too_few_videos_of_a_label_does_not_choose_tau():
     assert kept.tau == 0.0 and "abnormal 0, vague 2" in kept.why and kept.log_prior == prior
     assert cal.unusable([], LABELS, 3) == "no val split to choose tau on"
     assert cal.choose(scores, truth, LABELS, prior, min_val=0).why is None
+
+
+def test_the_label_stages_choose_an_epoch_only_on_a_val_split_with_every_label():
+    from rbft.config import ExperimentConfig
+    from rbft.data.manifest import VideoRecord
+    from rbft.stages.stage2 import selects
+
+    task = {"name": "t", "persona": "Expert", "question": "Which?", "labels": {x: x for x in LABELS}}
+    config = ExperimentConfig.model_validate({"name": "c", "task": task, "data": {"manifest": "m.jsonl"},
+                                              "model": {"name_or_path": "m"}})
+    val = [VideoRecord(f"v{i}", f"v{i}.mp4", label, "val") for i, label in enumerate(["normal"] * 14 + ["vague"] * 2)]
+    said = []
+    # the quick demo's val split: macro-F1 there cannot see `abnormal`, and would keep an early epoch that
+    # answers `normal` for everything; the last epoch is kept instead, and the run says why
+    assert not selects(config, val, said.append)
+    assert said == ["keeping the last epoch: too few val videos to choose an epoch on: abnormal 0, vague 2 "
+                    "(training.select_min_val: 3 of each label)"]
+    every = val + [VideoRecord(f"a{i}", f"a{i}.mp4", "abnormal", "val") for i in range(3)] + val[-1:]
+    assert selects(config, every, said.append) and len(said) == 1
+    relaxed = config.model_copy(update={"training": config.training.model_copy(update={"select_min_val": 0})})
+    assert selects(relaxed, val, said.append) and not selects(relaxed, [], said.append)
+    off = config.model_copy(update={"training": config.training.model_copy(update={"select_best": False})})
+    assert not selects(off, every, said.append) and len(said) == 1

@@ -32,19 +32,21 @@ CONFIGS = {
 # after it, so a change here must be on purpose (a recipe that changed), never a side effect.
 # Re-pinned on purpose for issue 26: a label stage now keeps its calibration in the classifier's folder
 # (`eval.calibration`), and eval writes each model's features and calibrated decisions.
+# Re-pinned on purpose again: the label stages choose their epoch on val only when it holds
+# `training.select_min_val` videos of every label.
 EARLIER = {
-    "defaults": {"check": "ea0f87c43de0ca2e", "rationales": "6eeb1d30ed740346", "stage1-seed0": "0163a0d14d225f28",
-                 "stage2-seed0": "1863c90e83e05989", "direct_sft-seed0": "88fe47d71b2a8cca",
-                 "eval-zero_shot": "c254ae91e504dc6e", "eval-rbft-seed0": "676036eba17ee59c",
-                 "attention": "d1cbf8f1c85b0e14"},
-    "demo": {"check": "1dd1ef47a95ff1d6", "rationales": "29a3c21e5895a9d2", "stage1-seed0": "d8764684c29014f8",
-             "stage2-seed0": "acd888dbe18ad4d0", "direct_sft-seed0": "f61b23b129ed9a9a",
-             "eval-zero_shot": "e51aea098824b8fe", "eval-rbft-seed0": "661e4d013bc0c81b",
-             "attention": "ed0013f366bb52aa"},
-    "older": {"check": "c12967e0724cff6d", "rationales": "4fb4dbe768da1fa8", "stage1-seed3": "972268a1dd1bf895",
-              "stage2-seed3": "1eb609feae31001b", "direct_sft-seed3": "4e2dcfc8ff33cccf",
-              "eval-zero_shot": "bfb6e4aa6a3704b5", "eval-rbft-seed3": "8cbb41448ec0ea82",
-              "attention": "2e847fe706658a0a"},
+    "defaults": {"check": "ea0f87c43de0ca2e", "rationales": "6eeb1d30ed740346", "stage1-seed0": "8d3bcace451571ef",
+                 "stage2-seed0": "f504e8b189de08e0", "direct_sft-seed0": "e14a3d51d02a6424",
+                 "eval-zero_shot": "c254ae91e504dc6e", "eval-rbft-seed0": "e8cfeaba9f3fa0ad",
+                 "attention": "c196e63b40759aa8"},
+    "demo": {"check": "1dd1ef47a95ff1d6", "rationales": "29a3c21e5895a9d2", "stage1-seed0": "d4b748d01197370e",
+             "stage2-seed0": "efa248d93806fcbd", "direct_sft-seed0": "c8bd1ecbd88baabc",
+             "eval-zero_shot": "e51aea098824b8fe", "eval-rbft-seed0": "d78cd50b65d496b7",
+             "attention": "880024b8302c1449"},
+    "older": {"check": "c12967e0724cff6d", "rationales": "4fb4dbe768da1fa8", "stage1-seed3": "2ec1e801c1bb531d",
+              "stage2-seed3": "a5e42bd6b28f7c8e", "direct_sft-seed3": "a589ba84c22935fb",
+              "eval-zero_shot": "bfb6e4aa6a3704b5", "eval-rbft-seed3": "5c03c10effae3403",
+              "attention": "d0bcb2e6b1c375f2"},
 }
 
 
@@ -115,6 +117,7 @@ CHANGES = [
     ({"training": {"stage2": {"learning_rate": 1e-5}}}, {"stage2", "direct_sft", "eval-rbft", "eval-direct"}),
     ({"training": {"stage2": {"min_steps": 7}}}, {"stage2", "direct_sft", "eval-rbft", "eval-direct"}),
     ({"training": {"balance": "none"}}, {"stage1", "stage2", "direct_sft", "eval-rbft", "eval-direct"}),
+    ({"training": {"select_min_val": 0}}, {"stage1", "stage2", "direct_sft", "eval-rbft", "eval-direct"}),
     ({"training": {"method": "full"}}, {"stage1", "stage2", "direct_sft", "eval-rbft", "eval-direct"}),
     ({"training": {"lora_r": 4}}, {"stage1", "stage2", "direct_sft", "eval-rbft", "eval-direct"}),
     ({"training": {"batch_size": 2}}, {"stage1", "stage2", "direct_sft", "eval-rbft", "eval-direct"}),

@@ -69,13 +69,14 @@ def log_prior(train_labels: Sequence[str], labels: Sequence[str]) -> tuple[float
     return tuple(float(v) for v in np.log((counts + 1) / (counts.sum() + len(labels))))
 
 
-def unusable(val_labels: Sequence[str], labels: Sequence[str], min_val: int) -> str | None:
-    """Why a val split with these labels cannot choose tau (None: it can)."""
+def unusable(val_labels: Sequence[str], labels: Sequence[str], min_val: int, what: str = "choose tau on",
+             key: str = "eval.calibration_min_val") -> str | None:
+    """Why a val split with these labels cannot `what` (None: it can): it has fewer than `min_val` (the config's
+    `key`) videos of some label."""
     if not len(val_labels):
-        return "no val split to choose tau on"
+        return f"no val split to {what}"
     few = [f"{x} {sum(y == x for y in val_labels)}" for x in labels if sum(y == x for y in val_labels) < min_val]
-    return (f"too few val videos to choose tau on: {', '.join(few)} (eval.calibration_min_val: {min_val} of each "
-            "label)") if few else None
+    return f"too few val videos to {what}: {', '.join(few)} ({key}: {min_val} of each label)" if few else None
 
 
 def choose(val_scores: np.ndarray, val_labels: Sequence[str], labels: Sequence[str],

@@ -113,6 +113,9 @@ class TrainingConfig(_Strict):
                                    "process waits for the others (the main process alone checks the data, "
                                    "scores the models and writes the report) before the run fails")
     select_best: bool = Field(default=True, description="label stages keep the epoch with the best val macro-F1")
+    select_min_val: int = Field(default=3, ge=0, description="val videos of every label that `select_best` needs; "
+                                "with fewer, val macro-F1 cannot see that label and favours a model that never "
+                                "answers it, so the last epoch is kept")
     balance: Literal["none", "sample"] = Field(
         default="sample", description="label stages (Stage II and direct SFT alike): sample: draw every label "
         "equally often (with replacement), for small imbalanced sets; none: each video once an epoch")

@@ -9,8 +9,8 @@ the teacher arm: RB-FT on the world's ground-truth rationales (`rationales.sourc
 the rationales a perfect teacher would write), the same split, seeds and settings; it says
 whether Stage I can help at all on this world, whatever the base model writes.
 `--study` adds the label-budget curve (20 and 80 labelled clips besides all 160), which
-takes about 6 minutes more on 2 cores; `--quick` draws fewer clips and runs one seed, for a first look and
-for tests.
+takes about 6 minutes more on 2 cores; `--quick` draws fewer clips and runs one seed without the teacher
+arm, for a first look and for tests.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ TEACHER = {"ground-truth-rationales": {"rationales": {"source": "scene"}}}
 FULL = Size("demo", Splits(train=160, val=40, test=300), (0, 1), 2, 60, TEACHER, {})
 # the same run as the demo's (a study after `rbft demo` trains only the budget's points) and the curve
 STUDY = dataclasses.replace(FULL, name="demo-study", label_budget={"videos": [20, 80]})
-QUICK = Size("demo-quick", Splits(train=64, val=16, test=64), (0,), 1, 30, TEACHER, {})
+# a first look: RB-FT against direct SFT on few clips, one seed, no teacher arm
+QUICK = Size("demo-quick", Splits(train=64, val=16, test=64), (0,), 1, 30, {}, {})
 
 
 def demo_config(manifest: str, size: Size = FULL) -> dict:

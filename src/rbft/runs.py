@@ -104,6 +104,8 @@ def stage_key(config: ExperimentConfig, stage: str, seed: int | None = None) -> 
     training = config.training.model_dump(mode="json", exclude=RUNNING_ONLY)
     if training["balance"] == "none":  # (runs from before these options keep their keys)
         del training["balance"]
+    if not training["select_min_val"]:
+        del training["select_min_val"]
     for stage_budget in ("stage1", "stage2"):
         if not training[stage_budget]["min_steps"]:
             del training[stage_budget]["min_steps"]

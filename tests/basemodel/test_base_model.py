@@ -17,8 +17,8 @@ from rbft.basemodel.reasoning import copy_drill
 from rbft.world.generate import Splits, generate_world, load_scenes, make_clip
 from rbft.world.scenes import sample_scenario
 from rbft.world.judge import named_scene, named_subject, reasoning_grounded
-from rbft.basemodel.recipe import (DIMENSION_LAYOUT, SAMPLING, Recipe, RepeatCollator, close_up, examples_for,
-                                   pretrain)
+from rbft.basemodel.copying import RepeatCollator
+from rbft.basemodel.recipe import DIMENSION_LAYOUT, SAMPLING, Recipe, close_up, examples_for, pretrain
 from rbft.world.tasks import TASKS
 from rbft.basemodel.warmup import FactsCollator, View, fact_ids, views
 
@@ -188,8 +188,9 @@ def test_no_pretraining_text_names_a_task_label_as_a_verdict_or_asks_a_task_ques
     hinted = [e for e in quizzes if "The label of this video is" in e.prompt]
     assert 0.45 < len(hinted) / len(quizzes) < 0.75
     for e in hinted:
-        stated = re.search(r"The label of this video is (<[^>]+>)", e.prompt).group(1)
-        assert e.target.endswith(f"Conclusion: {stated}") and f"So the label is {stated} (" in e.target
+        stated, meaning = re.search(r"The label of this video is (<[^>]+>) \((.+?)\); it is given", e.prompt).groups()
+        assert e.target.endswith(f"Conclusion: {stated}") and f"So the label is {stated}.\n" in e.target
+        assert meaning not in e.target  # the reasoning names the verdict, not the meaning the model would recall
         assert re.findall(r"<[^<>|]+>", e.prompt) == [stated, stated]  # and no other verdict is in the prompt
     for _, prompt, answer in drills:
         stated = re.search(r"The label of this video is (<[^>]+>)", prompt).group(1)

@@ -40,7 +40,9 @@ def write_config(folder: Path, world_dir: Path, training: dict | None = None, ex
               "data": {"manifest": str(manifest), "max_pixels": 128 * 128, "decode_workers": 1},
               "model": {"name_or_path": "rbft-world-base", "dtype": "float32"},
               "rationales": {"max_new_tokens": 48, "batch_size": 2, **rationales},
+              # select_min_val 0: the small world's 6 val clips (4 normal, 2 vague) still choose the best epoch
               "training": {"method": "full", "batch_size": 4, "gradient_accumulation": 1, "logging_steps": 1,
+                           "select_min_val": 0,
                            "stage1": {"epochs": 1, "learning_rate": 2e-4},
                            "stage2": {"epochs": 2, "learning_rate": 2e-4}, **(training or {})},
               **(extra or {})}

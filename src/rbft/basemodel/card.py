@@ -10,10 +10,12 @@ def _knowing(recipe: dict) -> str:
     return "; what one should know about the situation" if recipe.get("reasoning_per_clip") else ""
 
 
-def _reasoning(recipe: dict) -> list[str]:
+def _reasoning(recipe: dict, version: int) -> list[str]:
     """The card's lines on what the reasoning pretraining holds, and why none of it is a task's label."""
     if not recipe.get("reasoning_per_clip"):
         return []
+    # the reasoning line's end: from the conversations' version 2 on, the verdict alone (`rbft.basemodel.reasoning`)
+    verdict = "the verdict, as the prompt names it" if version >= 2 else "how it fits the verdict's meaning"
     return [
         "- Knowledge: one sentence of general knowledge per subject, action, scene, time of day and clothing "
         "(`rbft.world.knowledge`: a bear near a house can hurt people, a fall can injure a person, a pool can "
@@ -26,7 +28,7 @@ def _reasoning(recipe: dict) -> list[str]:
         "does someone need help, person, animal or vehicle, indoors, in the dark), its answers as verdict "
         f"words drawn afresh for each conversation, the verdict stated with its meaning in {recipe['hint_share']:.0%} "
         "of them; the answer is the four-dimension description, a reasoning line (what the main subject does "
-        "where, the fact that decides the quiz, how it fits the verdict's meaning) and `Conclusion: <verdict>`. "
+        f"where, the fact that decides the quiz, {verdict}) and `Conclusion: <verdict>`. "
         "Verdict words are synonyms of the answer, random words or made-up ones (random letters, or pieces cut from pretraining words: `<beaormick>`), never a task's "
         "label nor with one of its words as a part (the common `no`, `small` and `large` aside; a test checks "
         "the conversations, the drills and the tokenizer's corpus, and that `normal`, `abnormal` and `vague` "
@@ -87,8 +89,10 @@ def write_card(model_dir: str | Path, scores: dict | None = None) -> Path:
             measured = f"the frame pairs of {measured}"
         origin = ""
         if taken:
+            warmer = (f"which had it from `{Path(taken['warmed_in']).name}`, where it was warmed up"
+                      if taken.get("warmed_in") else "which warmed it up")
             origin = (f" This model took that tower, as it was, from `{Path(taken['from']).name}` (model.safetensors "
-                      f"sha256 {taken['sha256'][:12]}), which warmed it up: as real VLMs start from a pretrained "
+                      f"sha256 {taken['sha256'][:12]}), {warmer}: as real VLMs start from a pretrained "
                       "vision encoder, the recipe can start from a warmed-up tower (`rbft world pretrain "
                       "--vision-tower DIR`) or warm one up again.")
         warmed = [
@@ -119,7 +123,7 @@ def write_card(model_dir: str | Path, scores: dict | None = None) -> Path:
         f"{facts['conversations']} conversations of a generic prompt (describe along four dimensions, "
         f"caption, who, where, what action, day or night{laid_out}{_knowing(recipe)}) and the answer written "
         "from the clip's scene record.",
-        *_reasoning(recipe),
+        *_reasoning(recipe, facts.get("conversations_version", 1)),
         f"- Training: from random weights, full training{' of the language model' if warmed or taken else ''} "
         f"through `rbft.training` (Hugging Face Trainer), {_copying(recipe, facts)}"
         f"{recipe['epochs']} epochs of the conversations, batch {recipe['batch_size']}, AdamW at "

@@ -16,8 +16,7 @@ about world clips, never on a task:
   made-up task built from the quiz, with the verdict stated (and its meaning) or not;
 - the answer is the clip's four-dimension description, a reasoning line (what the main
   subject does where, what anyone knows about it from `rbft.world.knowledge`, and the
-  verdict with its meaning, in the words the prompt states them) and a conclusion that
-  names the verdict.
+  verdict, as the prompt states it) and a conclusion that names the verdict.
 
 `knowledge_answer` is the plain knowledge conversation: what one should know about a clip.
 `copy_drill` is a short text-only quiz (the clip told in words): a tiny model trained on
@@ -213,9 +212,12 @@ def reasoning_example(r: SceneRecord, rng: np.random.Generator, hint_share: floa
     truth, about = quiz.rule(r)
     verdict = words[truth]
     prompt = rationale_prompt(task, verdict if hinted else None)
-    # the verdict and its meaning in the words the prompt states them ("The label of this video is <v> (...)")
-    reasoning = (f"{_situation(r)} {facts(r).get(about, facts(r)['action'])} "
-                 f"So the label is {label_target(verdict)} ({quiz.answers[truth].meaning}).")
+    # the verdict as the prompt states it ("The label of this video is <v> (...)"), without its meaning: the
+    # quizzes' meanings are few and the model learns them by heart, so told a task's meaning it recalled one of
+    # those instead and garbled or looped (`<normal> (routine a house it can hurt people ...`: 0.78 of 64 demo
+    # clips kept by the filter); a short pass of quizzes without the meaning took the model that wrote that to
+    # 64 of 64, and one with made-up meanings to copy to 0.70
+    reasoning = f"{_situation(r)} {facts(r).get(about, facts(r)['action'])} So the label is {label_target(verdict)}."
     answer = f"{structured(r)}\nReasoning: {reasoning}\n{CONCLUSION} {label_target(verdict)}"
     return system_prompt(task), prompt, answer
 

@@ -21,12 +21,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from rbft.basemodel.architecture import SPECIAL, build_processor, corpus, model_config, train_tokenizer
-from rbft.basemodel.reasoning import FORBIDDEN, KNOWLEDGE_PROMPTS, copy_drill, knowledge_answer, reasoning_example
+from rbft.basemodel.architecture import build_processor, corpus, model_config, train_tokenizer
+from rbft.basemodel.copying import RepeatCollator, TextChatCollator
+from rbft.basemodel.reasoning import KNOWLEDGE_PROMPTS, copy_drill, knowledge_answer, reasoning_example
 from rbft.basemodel.card import write_card
 from rbft.basemodel.warmup import warm_up
 from rbft.config import StageConfig, TrainingConfig
@@ -52,6 +52,9 @@ SYSTEMS = (None, None, "You are a video analyst.", "You are a careful observer o
 QUESTIONS = ("What is going on?", "Is anyone at the door?", "Who is in the house?", "Is everything fine here?",
              "What is the animal doing?", "Should someone look at this clip?", "What happened in the scene?")
 SAMPLING = FrameSampling(num_frames=8, max_pixels=128 * 128)
+# the version of what the conversations say (`rbft.basemodel.reasoning`, `rbft.world.captions`); a change there is a
+# new recipe too, so it names a new work folder (2: the reasoning line no longer repeats the verdict's meaning)
+CONVERSATIONS = 2
 # what decides a warmed-up vision tower (the clips and the warm-up), for a model that takes another's tower
 WARMUP_FIELDS = ("seed", "clips", "zoom_share", "init_seed", "warmup_epochs", "warmup_batch_size",
                  "warmup_learning_rate", "warmup_dense")
@@ -88,13 +91,11 @@ class Recipe:
     # the description, a reasoning line toward a verdict, and the conclusion; the rest of a clip's
     # `examples_per_clip` are drawn from `KIND_WEIGHTS` (knowledge, descriptions, captions, ...)
     reasoning_per_clip: int = 1
-    hint_share: float = 0.6  # share of the quizzes whose prompt states the verdict (and its meaning)
+    hint_share: float = 0.6  # share of the quizzes whose prompt states the verdict and its meaning
     # after the conversations, copy drills without a video (`reasoning.copy_drill`): a clip told in words, a
-    # quiz with its verdict stated, the answer naming it. The quizzes alone never taught the model to carry
-    # a stated verdict into its answer (measured on the model shipped before, trained on: 0 of 40 held-out
-    # video quizzes named their stated verdict after 263 steps of quizzes only, 23 of 40 after 500 steps of
-    # drills and 120 of quizzes); then a share of the conversations again, to settle the drills' lesson into
-    # the video conversations
+    # quiz with its verdict stated, the answer naming it. Off: they taught a model without in-context copying to
+    # copy in their own format only (0 of 160 demo clips concluded with the stated label after them); the copy
+    # phases below teach the copying itself
     drills: int = 0
     drill_batch_size: int = 32
     drill_learning_rate: float = 1e-3
@@ -106,10 +107,9 @@ class Recipe:
     # line (`RepeatCollator`), the loss on the repeat. A tiny language model trained on the conversations alone
     # never learns to carry a verdict stated in the prompt into its answer (0 of 160 demo clips). Measured from
     # scratch on the shipped text config: repeated right after a separator, it learns to copy in a phase change
-    # (the repeat's loss falls from 7 to 1 between steps 700 and 850, batch 64, 1e-3); with 0 to 16 random
-    # tokens between the two (no separator) it had learnt little after 1400 steps (loss 6.8), and with 0 to 120
-    # nothing after 1140 (batch 32). The conversations' label-hinted quizzes then carry the copying over the
-    # ~100 tokens a rationale spans
+    # (the repeat's loss falls slowly from 7.6, chance, to 4.9 in 400 steps, then to 0.3 by step 520; batch 64,
+    # 1e-3); with 0 to 16 random tokens between the two (no separator) it had learnt little after 1400 steps
+    # (loss 6.8), and with 0 to 120 nothing after 1140 (batch 32)
     copy_steps: int = 1400
     copy_batch_size: int = 64
     copy_gap: int = 0  # random tokens between a sequence and its repeat's line, drawn from 0 to this
@@ -127,7 +127,8 @@ class Recipe:
 
     def key(self) -> str:
         """Names the work folder, so a rerun of the same recipe resumes and another recipe starts afresh."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        made = {**asdict(self), "conversations": CONVERSATIONS}
+        return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()[:12]
 
     def training(self) -> TrainingConfig:
         """Both phases' training settings (full training; each phase names its own budget)."""
@@ -283,7 +284,7 @@ def pretrain(out: str | Path, work: str | Path, recipe: Recipe = Recipe(), log=p
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    facts = {"recipe": asdict(recipe), "parameters": n_params, "conversations": len(examples),
+    facts = {"recipe": asdict(recipe), "conversations_version": CONVERSATIONS, "parameters": n_params, "conversations": len(examples),
              "seconds": {"clips": round(made - started, 1), "vision_warmup": round(warmed - made, 1),
                          "training": round(trained - warmed, 1)},
              "final_loss": _final_loss(work / "train" / "train_log.jsonl"), **tower}
@@ -303,80 +304,20 @@ def take_tower(model, source: Path) -> dict:
     visual = {k.removeprefix("visual."): v for k, v in load_file(weights).items() if k.startswith("visual.")}
     vision_tower(model)[0].load_state_dict(visual, strict=True)
     made = json.loads((source / "pretrain.json").read_text()) if (source / "pretrain.json").exists() else {}
+    warmed_in = {}
     if made.get("vision_tower"):  # `source` took its tower too: how that tower was warmed up is told there
         warmed = made["vision_tower"]
         recipe, warmup, seconds = warmed.get("recipe", {}), warmed.get("vision_warmup"), warmed.get("warmup_seconds")
+        warmed_in = {"warmed_in": warmed.get("warmed_in", warmed["from"])}
     else:
         recipe, warmup, seconds = made.get("recipe", {}), made.get("vision_warmup"), made.get("seconds", {}).get(
             "vision_warmup")
     return {"from": str(source), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
             "recipe": {k: v for k, v in recipe.items() if k in WARMUP_FIELDS}, "vision_warmup": warmup,
-            "warmup_seconds": seconds}
+            "warmup_seconds": seconds, **warmed_in}
 
 
 def _final_loss(log_path: Path) -> float | None:
     rows = read_jsonl(log_path)
     losses = [row["loss"] for row in rows if "loss" in row] or [row["train_loss"] for row in rows if "train_loss" in row]
     return round(float(np.mean(losses[-5:])), 4) if losses else None
-
-
-class RepeatCollator:
-    """Items (integers) to random token sequences each seen twice: `prefix, x, gap, newline, x`, the loss on the
-    second `x` but its first token (nothing tells what a repeat starts with). Tokens are any of the tokenizer's
-    plain ones whose text holds no task's label word; a batch's rows share one gap (0 to `gap`, so little
-    padding), and a batch is fixed by (seed, its items)."""
-
-    def __init__(self, tokenizer, gap: int, seed: int):
-        specials = set(tokenizer.all_special_ids) | {tokenizer.convert_tokens_to_ids(t) for t in SPECIAL}
-        self.ids = np.array([i for token, i in tokenizer.get_vocab().items() if i not in specials and not any(
-            word in tokenizer.convert_tokens_to_string([token]).lower() for word in FORBIDDEN if len(word) >= 3)])
-        self.gap, self.seed, self.pad = gap, seed, tokenizer.pad_token_id
-        self.newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
-
-    def sequence(self, item: int, gap: int) -> tuple[np.ndarray, int]:
-        """The item's tokens with `gap` random ones between `x` and its repeat, and where the loss starts."""
-        rng = np.random.default_rng([self.seed, int(item)])
-        x = rng.choice(self.ids, int(rng.integers(6, 17)))
-        prefix = int(rng.integers(0, 21))
-        before = rng.choice(self.ids, prefix + len(x) + gap)
-        before[prefix:prefix + len(x)] = x
-        before = np.concatenate([before, self.newline])
-        return np.concatenate([before, x]), len(before) + 1
-
-    def __call__(self, items) -> dict:
-        gap = int(np.random.default_rng([self.seed, min(int(i) for i in items), 1]).integers(0, self.gap + 1))
-        rows = [self.sequence(i, gap) for i in items]
-        width = max(len(t) for t, _ in rows)
-        input_ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
-        labels = torch.full((len(rows), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for row, (tokens, start) in enumerate(rows):
-            input_ids[row, :len(tokens)] = torch.from_numpy(tokens)
-            labels[row, start:len(tokens)] = input_ids[row, start:len(tokens)]
-            mask[row, :len(tokens)] = 1
-        return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
-
-
-class TextChatCollator:
-    """(system, prompt, reply) triples without a video to a batch, the loss on the reply only (copy drills)."""
-
-    def __init__(self, processor):
-        self.processor = processor
-
-    def __call__(self, batch) -> dict:
-        tokenizer = self.processor.tokenizer
-        tokenizer.padding_side = "right"  # the reply at each row's start + its prefix length
-        texts, starts = [], []
-        for system, prompt, reply in batch:
-            turns = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
-            prefix = self.processor.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
-            full = self.processor.apply_chat_template(turns + [{"role": "assistant", "content": reply}], tokenize=False)
-            assert full.startswith(prefix)
-            texts.append(full)
-            starts.append(len(tokenizer(prefix, add_special_tokens=False)["input_ids"]))
-        encoded = tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
-        labels = encoded["input_ids"].clone()
-        labels[encoded["attention_mask"] == 0] = -100
-        for row, start in enumerate(starts):
-            labels[row, :start] = -100
-        return {**encoded, "labels": labels}

@@ -15,6 +15,7 @@ def direct_sft(run: Run, seed: int, splits: dict[str, list[VideoRecord]], frames
     config = run.config
 
     def go(work: Path, dest: Path) -> None:
-        label_finetune(config, config.model.name_or_path, splits["train"], splits["val"], frames, work, dest, seed)
+        label_finetune(config, config.model.name_or_path, splits["train"], splits["val"], frames, work, dest, seed,
+                       run.log)
 
     run.training("direct_sft", seed, stage_key(config, "direct_sft", seed), go)

@@ -2,7 +2,8 @@
 
 Direct SFT (`rbft.stages.direct_sft`) is `label_finetune` started from the base model,
 so the baseline gets exactly Stage II's settings and budget. With a val split and
-`training.select_best`, the epoch with the best val macro-F1 (by label scoring) is kept; with
+`training.select_best`, the epoch with the best val macro-F1 (by label scoring) is kept (when the val split
+holds `training.select_min_val` videos of every label); with
 `eval.calibration: prior` the kept model's val scores then choose its calibration
 (`rbft.calibration`), which the classifier's folder keeps for eval, `rbft predict` and `rbft serve`.
 Labels are plain text in angle brackets (`<abnormal>`), not added tokens: every method
@@ -39,7 +40,8 @@ def stage2(run: Run, seed: int, splits: dict[str, list[VideoRecord]], frames: Ca
         if not run.is_done(f"stage1-seed{seed}", stage_key(config, "stage1", seed)):
             raise ConfigError(f"stage2 (seed {seed}) starts from Stage I's model, which is not done with these "
                               "settings: run `rbft run CONFIG` (or --only stage1) first")
-        label_finetune(config, run.model_dir("stage1", seed), splits["train"], splits["val"], frames, work, dest, seed)
+        label_finetune(config, run.model_dir("stage1", seed), splits["train"], splits["val"], frames, work, dest, seed,
+                       run.log)
 
     run.training("stage2", seed, stage_key(config, "stage2", seed), go)
 
@@ -80,13 +82,27 @@ def calibrated(config: ExperimentConfig, model, collator, train_videos: Sequence
     return cal.choose(scores, val, labels, prior, config.eval.calibration_min_val)
 
 
+def selects(config: ExperimentConfig, val_videos: Sequence[VideoRecord], log: Callable[[str], None] = print) -> bool:
+    """Whether the label stages keep their best epoch by val macro-F1: `training.select_best`, and a val split with
+    `training.select_min_val` videos of every label (else it says why the last epoch is kept)."""
+    t = config.training
+    if not (val_videos and t.select_best):
+        return False
+    why = cal.unusable([v.label for v in val_videos], list(config.task.labels), t.select_min_val,
+                       "choose an epoch on", "training.select_min_val")
+    if why:
+        log(f"keeping the last epoch: {why}")
+    return why is None
+
+
 def label_finetune(config: ExperimentConfig, start: str | Path, train_videos: Sequence[VideoRecord],
-                   val_videos: Sequence[VideoRecord], frames: Callable, work: Path, out: Path, seed: int) -> Path:
+                   val_videos: Sequence[VideoRecord], frames: Callable, work: Path, out: Path, seed: int,
+                   log: Callable[[str], None] = print) -> Path:
     """Fine-tune the model at `start` on the labels (checkpoints in `work`); write the classifier to `out`."""
     m, t = config.model, config.training
     model, collator = load_for_videos(start, frames, m.dtype, m.attn_implementation, m.trust_remote_code,
                                       training=True)
-    select = val_macro_f1(config, collator, val_videos) if val_videos and t.select_best else None
+    select = val_macro_f1(config, collator, val_videos) if selects(config, val_videos, log) else None
     trained = train(model, collator, label_examples(config.task, train_videos), work, t, t.stage2, seed,
                     balance=t.balance, select=select)
 
