@@ -108,7 +108,7 @@ def test_pretraining_can_warm_up_the_vision_tower_first_and_then_keeps_it(tmp_pa
     recipe = Recipe(**{**SMALL, "examples_per_clip": 1}, warmup_epochs=2, warmup_batch_size=12)
     facts = pretrain(tmp_path / "model", tmp_path / "work", recipe, log=lambda _: None)
     warm = facts["vision_warmup"]["train"]
-    assert set(warm) == {"subject", "colour", "scene", "time"} and all(0 <= v <= 1 for v in warm.values())
+    assert set(warm) == {"subject", "colour", "scene", "time", "action"} and all(0 <= v <= 1 for v in warm.values())
     log = [json.loads(line) for line in (tmp_path / "work" / "warmup" / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 8  # 6 clips of 4 frame pairs, plain and mirrored: 48 views, batch 12, 2 epochs
     # the language phase leaves the warmed-up tower as it was

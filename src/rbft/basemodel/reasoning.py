@@ -19,9 +19,10 @@ about world clips, never on a task:
   verdict, as the prompt states it) and a conclusion that names the verdict.
 
 `knowledge_answer` is the plain knowledge conversation: what one should know about a clip.
-`copy_drill` is a short text-only quiz (the clip told in words): a tiny model trained on
-the quizzes alone writes the layout and the reasoning but not the verdict it was told, and
-these drills teach it to carry the stated verdict into its answer.
+`copy_drill` is a short text-only quiz (the clip told in words). The shipped recipe has
+none (`Recipe.drills` is 0): they taught a model without in-context copying to copy in
+their own format only; the recipe's copy phases (`rbft.basemodel.copying`) teach the
+copying itself, and the quizzes carry the stated verdict into the answer.
 """
 
 from __future__ import annotations

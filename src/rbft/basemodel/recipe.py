@@ -28,7 +28,7 @@ from rbft.basemodel.architecture import build_processor, corpus, model_config, t
 from rbft.basemodel.copying import RepeatCollator, TextChatCollator
 from rbft.basemodel.reasoning import KNOWLEDGE_PROMPTS, copy_drill, knowledge_answer, reasoning_example
 from rbft.basemodel.card import write_card
-from rbft.basemodel.warmup import warm_up
+from rbft.basemodel.warmup import FACTS, warm_up
 from rbft.config import StageConfig, TrainingConfig
 from rbft.data.collate import VideoChatCollator
 from rbft.data.conversation import Example
@@ -127,7 +127,7 @@ class Recipe:
 
     def key(self) -> str:
         """Names the work folder, so a rerun of the same recipe resumes and another recipe starts afresh."""
-        made = {**asdict(self), "conversations": CONVERSATIONS}
+        made = {**asdict(self), "conversations": CONVERSATIONS, "facts": list(FACTS)}
         return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()[:12]
 
     def training(self) -> TrainingConfig:
