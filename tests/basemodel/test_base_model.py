@@ -117,7 +117,9 @@ def test_pretraining_can_warm_up_the_vision_tower_first_and_then_keeps_it(tmp_pa
               if k.startswith("visual.")}
     tower = AutoModelForImageTextToText.from_pretrained(tmp_path / "model").model.visual.state_dict()
     assert warmed.keys() == tower.keys() and all(torch.equal(warmed[k], tower[k]) for k in warmed)
-    assert "Vision warm-up" in (tmp_path / "model" / "README.md").read_text()
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "Vision warm-up" in card and "its colour, its action, the scene" in card
+    assert f"and the action in {warm['action']:.0%}" in card  # too few clips to hold any out
 
 
 def test_pretraining_can_take_another_models_vision_tower_and_keeps_it(tmp_path):
