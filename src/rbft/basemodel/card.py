@@ -66,11 +66,6 @@ def _after(recipe: dict, facts: dict) -> str:
     return text
 
 
-def _action_seen(seen: dict) -> str:
-    """The warm-up's action figure, for towers warmed up on actions too (older ones were not)."""
-    return f" and the action in {seen['action']:.0%}" if "action" in seen else ""
-
-
 def write_card(model_dir: str | Path, scores: dict | None = None) -> Path:
     """The model card: how the model was made (from `pretrain.json`) and, when given, what it scores."""
     model_dir = Path(model_dir)
@@ -100,12 +95,15 @@ def write_card(model_dir: str | Path, scores: dict | None = None) -> Path:
                       f"sha256 {taken['sha256'][:12]}), {warmer}: as real VLMs start from a pretrained "
                       "vision encoder, the recipe can start from a warmed-up tower (`rbft world pretrain "
                       "--vision-tower DIR`) or warm one up again.")
+        # towers warmed up before the action was one of the facts name no action
+        action, action_seen = ("", "")
+        if "action" in seen:
+            action, action_seen = "its action, ", f" and the action in {seen['action']:.0%}"
         warmed = [
             f"- Vision warm-up: before the language training, the vision tower trained {made['warmup_epochs']:g} "
-            f"{how}as a classifier of the main subject, its colour, {'its action, ' if 'action' in seen else ''}"
-            "the scene and the time of day (heads on its max-pooled and on each of its tokens, dropped afterwards), "
-            f"then stayed frozen; it named the subject right in {seen['subject']:.0%} of {measured}"
-            f"{_action_seen(seen)} ({minutes:.1f} minutes).{origin}"]
+            f"{how}as a classifier of the main subject, its colour, {action}the scene and the time of day (heads on "
+            "its max-pooled and on each of its tokens, dropped afterwards), then stayed frozen; it named the subject "
+            f"right in {seen['subject']:.0%} of {measured}{action_seen} ({minutes:.1f} minutes).{origin}"]
     laid_out = ""  # older recipes (no such field) never asked for the layout
     if recipe.get("layout_share"):
         laid_out = (f"; {recipe['layout_share']:.0%} of the four-dimension prompts with a question also ask for "

@@ -284,7 +284,8 @@ def pretrain(out: str | Path, work: str | Path, recipe: Recipe = Recipe(), log=p
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    facts = {"recipe": asdict(recipe), "conversations_version": CONVERSATIONS, "parameters": n_params, "conversations": len(examples),
+    facts = {"recipe": asdict(recipe), "conversations_version": CONVERSATIONS, "parameters": n_params,
+             "conversations": len(examples),
              "seconds": {"clips": round(made - started, 1), "vision_warmup": round(warmed - made, 1),
                          "training": round(trained - warmed, 1)},
              "final_loss": _final_loss(work / "train" / "train_log.jsonl"), **tower}

@@ -92,7 +92,8 @@ def world_pretrain(
 
 def demo(
     out_dir: Path = typer.Option(Path("rbft-demo"), "--out", help="Folder for the world, the config and the run."),
-    quick: bool = typer.Option(False, "--quick", help="Fewer clips, one seed, no teacher arm: about 2 minutes on 2 cores."),
+    quick: bool = typer.Option(False, "--quick",
+                               help="Fewer clips, one seed, no teacher arm: about 2 minutes on 2 cores."),
     study: bool = typer.Option(False, "--study", help="Add the label-budget curve (20 and 80 labelled clips): "
                                "about 6 minutes more on 2 cores; after `rbft demo` it trains only the curve's points."),
     write_config: Optional[Path] = typer.Option(
