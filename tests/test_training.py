@@ -10,7 +10,7 @@ from rbft.config import StageConfig, TrainingConfig
 from rbft.data.collate import Example, VideoChatCollator
 from rbft.errors import ConfigError
 from rbft.modeling import is_vision, load_model, load_processor
-from rbft.training import prepare, train
+from rbft.training import prepare, set_attention_dropout, train
 from rbft.world.generate import make_clip
 
 
@@ -27,6 +27,50 @@ def model():
 def test_unknown_target_module_is_refused(model):
     with pytest.raises(ConfigError, match="target_modules.*not_a_layer"):
         prepare(model, settings(method="lora", target_modules=["q_proj", "not_a_layer"]))
+
+
+def test_attention_dropout_makes_training_forwards_stochastic_and_leaves_eval_exact(model):
+    clip = make_clip(1, 0, "x")[1][::3][:4]
+    batch = VideoChatCollator(load_processor("rbft-world-base"), lambda _: clip)(
+        [Example("a", "v", "Describe the video.", "A cat is lingering.")])
+    batch.pop("labels")
+
+    def logits(m, training: bool) -> torch.Tensor:
+        m.train(training)
+        torch.manual_seed(0 if training else 1)
+        first = m(**batch).logits
+        torch.manual_seed(1)
+        return first, m(**batch).logits
+
+    with torch.no_grad():
+        assert torch.equal(*logits(model, True))  # the shipped model has no dropout of its own
+        prepared = prepare(model, settings(method="full", attention_dropout=0.3))
+        layers = [m for m in prepared.modules() if hasattr(m, "attention_dropout")]
+        assert {m.attention_dropout for m in layers} == {0.3}
+        assert any(".visual." in n for n, m in prepared.named_modules() if m in layers)  # the tower's too
+        assert not torch.equal(*logits(prepared, True))
+        assert torch.equal(*logits(prepared, False))
+
+
+def test_a_stage_with_frozen_embeddings_trains_the_rest_and_leaves_them(model, tmp_path):
+    clip = make_clip(1, 0, "x")[1][::3][:4]
+    collator = VideoChatCollator(load_processor("rbft-world-base"), lambda _: clip)
+    examples = [Example("a", "v", "Is it normal?", "<normal>")] * 2
+    embeddings = model.get_input_embeddings().weight
+    assert embeddings is model.get_output_embeddings().weight  # the shipped model ties them
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trained = train(model, collator, examples, tmp_path, settings(method="full", batch_size=2, warmup_ratio=0.0),
+                    StageConfig(epochs=1, learning_rate=1e-2, freeze_embeddings=True))
+    after = dict(trained.named_parameters())
+    name = next(n for n, p in after.items() if p is trained.get_input_embeddings().weight)
+    assert not after[name].requires_grad and torch.equal(after[name], before[name])
+    moved = [n for n, p in after.items() if p.requires_grad and not torch.equal(p.detach(), before[n])]
+    assert moved and all(not is_vision(n) for n in moved)
+
+
+def test_attention_dropout_on_a_model_without_attention_dropout_is_refused():
+    with pytest.raises(ConfigError, match="training.attention_dropout"):
+        set_attention_dropout(torch.nn.Linear(2, 2), 0.1)
 
 
 def test_empty_training_split_is_refused(model, tmp_path):

@@ -75,6 +75,8 @@ class StageConfig(_Strict):
     learning_rate: float = Field(default=1e-4, gt=0)
     min_steps: int = Field(default=0, ge=0, description="train at least this many optimizer steps (more epochs "
                            "when the set is tiny); 0: `epochs` alone decide")
+    freeze_embeddings: bool = Field(default=False, description="full fine-tuning leaves the token embeddings (and an "
+                                    "output layer tied to them) as they are; LoRA never trains them")
 
 
 class TrainingConfig(_Strict):
@@ -90,6 +92,10 @@ class TrainingConfig(_Strict):
     lora_dropout: float = Field(default=0.05, ge=0, lt=1)
     target_modules: list[str] | None = None
     train_vision: bool = False
+    attention_dropout: float | None = Field(
+        default=None, ge=0, lt=1, description="dropout on the attention weights while training, in every attention "
+        "layer that has it (the language model's and the vision tower's, frozen or not): a regulariser for small "
+        "sets; unset: the model's own (0 for most)")
     batch_size: int = Field(default=1, ge=1)
     gradient_accumulation: int = Field(default=8, ge=1)
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1)

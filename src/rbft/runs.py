@@ -106,9 +106,12 @@ def stage_key(config: ExperimentConfig, stage: str, seed: int | None = None) -> 
         del training["balance"]
     if not training["select_min_val"]:
         del training["select_min_val"]
+    if training["attention_dropout"] is None:
+        del training["attention_dropout"]
     for stage_budget in ("stage1", "stage2"):
-        if not training[stage_budget]["min_steps"]:
-            del training[stage_budget]["min_steps"]
+        for key in ("min_steps", "freeze_embeddings"):  # (runs from before these options keep their keys)
+            if not training[stage_budget][key]:
+                del training[stage_budget][key]
     if stage == "rationales":
         r = config.rationales.model_dump(mode="json", exclude={"concurrency", "timeout_s", "retries", "batch_size",
                                                                 "min_kept_share", "on_too_few"})

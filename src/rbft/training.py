@@ -189,29 +189,53 @@ class _LossLog(TrainerCallback):
 def check_settings(config: ExperimentConfig) -> None:
     """Refuse, before any work, a training config the model cannot take (e.g. LoRA on modules it lacks)."""
     t = config.training
-    if t.method == "lora":
-        lora_targets(model_skeleton(config.model.name_or_path, config.model.trust_remote_code), t.target_modules,
-                     t.train_vision)
+    if t.method == "lora" or t.attention_dropout is not None:
+        skeleton = model_skeleton(config.model.name_or_path, config.model.trust_remote_code)
+        if t.method == "lora":
+            lora_targets(skeleton, t.target_modules, t.train_vision)
+        if t.attention_dropout is not None:
+            set_attention_dropout(skeleton, t.attention_dropout)
 
 
-def prepare(model: PreTrainedModel, training: TrainingConfig) -> PreTrainedModel:
-    """Wrap in LoRA or unfreeze for full fine-tuning; freeze the vision tower unless asked to train it.
+def prepare(model: PreTrainedModel, training: TrainingConfig, stage: StageConfig | None = None) -> PreTrainedModel:
+    """Wrap in LoRA or unfreeze for full fine-tuning; freeze the vision tower unless asked to train it, and the
+    token embeddings (with an output layer tied to them) when `stage.freeze_embeddings`.
 
     Fully fine-tuned weights loaded in bfloat16 or float16 are trained in float32 (autocast still runs the
     forward in half precision): updates of 1e-5 to 1e-6 round away in bfloat16's 8-bit mantissa. Not under
     DeepSpeed, which keeps float32 master weights itself. (peft keeps LoRA's own weights in float32.)
+    `training.attention_dropout`, when set, replaces the dropout of every attention layer that has one
+    (`attention_dropout`, read in training mode only), frozen layers included.
     """
+    if training.attention_dropout is not None:
+        set_attention_dropout(model, training.attention_dropout)
     if training.method == "lora":
         targets = lora_targets(model, training.target_modules, training.train_vision)
         config = LoraConfig(r=training.lora_r, lora_alpha=training.lora_alpha, lora_dropout=training.lora_dropout,
                             target_modules=targets, task_type="CAUSAL_LM")
         return get_peft_model(model, config)
     upcast = not parse_flag_from_env("ACCELERATE_USE_DEEPSPEED")
+    frozen = set()
+    if stage is not None and stage.freeze_embeddings:
+        frozen = {id(layer.weight) for layer in (model.get_input_embeddings(), model.get_output_embeddings())
+                  if layer is not None}
     for name, param in model.named_parameters():
-        param.requires_grad = training.train_vision or not is_vision(name)
+        param.requires_grad = (training.train_vision or not is_vision(name)) and id(param) not in frozen
         if upcast and param.requires_grad and param.dtype in (torch.bfloat16, torch.float16):
             param.data = param.data.float()
     return model
+
+
+def set_attention_dropout(model: torch.nn.Module, p: float) -> int:
+    """Set the attention dropout of every attention layer of `model` that has one to `p`; returns how many. A model
+    with none is refused: the setting would silently do nothing."""
+    layers = [m for m in model.modules() if type(getattr(m, "attention_dropout", None)) in (float, int)]
+    if not layers:
+        raise ConfigError(f"training.attention_dropout: {type(model).__name__} has no attention layer with an "
+                          "`attention_dropout` to set; remove the setting")
+    for layer in layers:
+        layer.attention_dropout = float(p)
+    return len(layers)
 
 
 def arguments(training: TrainingConfig, stage: StageConfig, out: Path, seed: int, weights: torch.dtype,
@@ -260,7 +284,7 @@ def train(model: PreTrainedModel, collator, examples: Sequence[Example], out: st
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     loaded = loaded_dtype(model) or next(model.parameters()).dtype
-    model = prepare(model, training)
+    model = prepare(model, training, stage)
     args = arguments(training, stage, out, seed, loaded, len(examples))
     best = _BestByMetric(select, out) if select else None
     trainer = _Trainer(model=model, args=args, train_dataset=ExampleDataset(examples), balance=balance,

@@ -159,11 +159,11 @@ def experiment(task: str, config, manifest: str | None = None) -> dict:
             "data": {"manifest": manifest or f"{task}.jsonl", "num_frames": 8, "max_pixels": 128 * 128},
             "model": {"name_or_path": "rbft-world-base", "dtype": "float32"},
             "rationales": {"source": "self", "label_hint": True, "max_new_tokens": 160, "batch_size": 16},
-            # the label stages' settings as measured on this world (README, "Label training"): the
-            # vision tower frozen, every label drawn equally often, a high rate and at least 60 steps
+            # the label stages' settings as measured on this world (docs/results.md): the vision tower
+            # frozen, every label drawn equally often, a high rate, at least 60 steps, the embeddings frozen
             "training": {"method": "full", "train_vision": False, "batch_size": 8, "gradient_accumulation": 1,
                          "balance": "sample", "stage1": {"epochs": 2, "learning_rate": 2e-4},
-                         "stage2": {"epochs": 4, "learning_rate": 1e-3, "min_steps": 60}}}
+                         "stage2": {"epochs": 4, "learning_rate": 1e-3, "min_steps": 60, "freeze_embeddings": True}}}
 
 
 def _experiment_yaml(task: str, config) -> str:
