@@ -215,10 +215,7 @@ def prepare(model: PreTrainedModel, training: TrainingConfig, stage: StageConfig
                             target_modules=targets, task_type="CAUSAL_LM")
         return get_peft_model(model, config)
     upcast = not parse_flag_from_env("ACCELERATE_USE_DEEPSPEED")
-    frozen = set()
-    if stage is not None and stage.freeze_embeddings:
-        frozen = {id(layer.weight) for layer in (model.get_input_embeddings(), model.get_output_embeddings())
-                  if layer is not None}
+    frozen = {id(model.get_input_embeddings().weight)} if stage is not None and stage.freeze_embeddings else set()
     for name, param in model.named_parameters():
         param.requires_grad = (training.train_vision or not is_vision(name)) and id(param) not in frozen
         if upcast and param.requires_grad and param.dtype in (torch.bfloat16, torch.float16):
