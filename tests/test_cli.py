@@ -172,11 +172,11 @@ def test_world_pretrain_makes_a_loadable_model(tmp_path):
     made = json.loads((tmp_path / "base" / "pretrain.json").read_text())
     assert made["recipe"]["copy_steps"] == 3 and made["recipe"]["refresh_quizzes"] == 4
     assert (tmp_path / "base" / "model.safetensors").exists() and (tmp_path / "base" / "README.md").exists()
-    # it loads as any Hugging Face model folder, was trained (not the recipe's random start), and writes text
+    # it loads as any Hugging Face model folder, was trained (not the recipe's random start), and generates
     from transformers import AutoConfig
 
     from rbft.data.collate import Example
-    from rbft.generation import generate
+    from rbft.generation import Decoding, generate_batches
     from rbft.modeling import load_for_videos, new_model
     from rbft.world.generate import make_clip
 
@@ -184,5 +184,8 @@ def test_world_pretrain_makes_a_loadable_model(tmp_path):
     model, collator = load_for_videos(tmp_path / "base", lambda _: clip, dtype="float32")
     start = new_model(AutoConfig.from_pretrained(tmp_path / "base"), seed=0).state_dict()
     assert any(not torch.equal(start[k], v) for k, v in model.state_dict().items())
-    reply = generate(model, collator, [Example("a", "v", "Describe the video.")], max_new_tokens=12)[0]
-    assert reply.strip()
+    [(_, reply, usage)] = next(generate_batches(model, collator, [Example("a", "v", "Describe the video.")],
+                                                Decoding(max_new_tokens=12), usage=True))
+    # (a model of a few steps may end at once or write only spaces, one run in three or so: what it writes is the
+    # shipped model's tests' business, not this one's)
+    assert isinstance(reply, str) and usage.prompt_tokens > 0 and 1 <= usage.completion_tokens <= 12
