@@ -35,7 +35,7 @@ def test_attention_dropout_makes_training_forwards_stochastic_and_leaves_eval_ex
         [Example("a", "v", "Describe the video.", "A cat is lingering.")])
     batch.pop("labels")
 
-    def logits(m, training: bool) -> torch.Tensor:
+    def logits(m, training: bool) -> tuple[torch.Tensor, torch.Tensor]:  # two forwards, other seeds
         m.train(training)
         torch.manual_seed(0 if training else 1)
         first = m(**batch).logits

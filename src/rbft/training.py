@@ -223,16 +223,15 @@ def prepare(model: PreTrainedModel, training: TrainingConfig, stage: StageConfig
     return model
 
 
-def set_attention_dropout(model: torch.nn.Module, p: float) -> int:
-    """Set the attention dropout of every attention layer of `model` that has one to `p`; returns how many. A model
-    with none is refused: the setting would silently do nothing."""
+def set_attention_dropout(model: torch.nn.Module, p: float) -> None:
+    """Set the attention dropout of every attention layer of `model` that has one to `p`. A model with none is
+    refused: the setting would silently do nothing."""
     layers = [m for m in model.modules() if type(getattr(m, "attention_dropout", None)) in (float, int)]
     if not layers:
         raise ConfigError(f"training.attention_dropout: {type(model).__name__} has no attention layer with an "
                           "`attention_dropout` to set; remove the setting")
     for layer in layers:
         layer.attention_dropout = float(p)
-    return len(layers)
 
 
 def arguments(training: TrainingConfig, stage: StageConfig, out: Path, seed: int, weights: torch.dtype,
