@@ -10,7 +10,9 @@ from rbft.config import StageConfig, TrainingConfig
 from rbft.data.collate import Example, VideoChatCollator
 from rbft.errors import ConfigError
 from rbft.modeling import is_vision, load_model, load_processor
-from rbft.training import prepare, set_attention_dropout, train
+from transformers import TrainingArguments
+
+from rbft.training import StratifiedSampler, WeightedCollator, _Trainer, prepare, set_attention_dropout, train
 from rbft.world.generate import make_clip
 
 
@@ -108,14 +110,15 @@ class _Seen(VideoChatCollator):
 
     def __init__(self, *args):
         super().__init__(*args)
-        self.targets = []
+        self.targets, self.batches = [], []
 
     def __call__(self, examples):
         self.targets += [e.target for e in examples]
+        self.batches.append(Counter(e.target for e in examples))
         return super().__call__(examples)
 
 
-@pytest.mark.parametrize("balance", ["none", "sample"])
+@pytest.mark.parametrize("balance", ["none", "sample", "batch", "loss"])
 def test_balanced_sampling_draws_the_rare_labels_as_often_as_the_common_one(model, tmp_path, balance):
     clip = make_clip(1, 0, "x")[1][::3][:2]
     collator = _Seen(load_processor("rbft-world-base"), lambda _: clip)
@@ -127,10 +130,65 @@ def test_balanced_sampling_draws_the_rare_labels_as_often_as_the_common_one(mode
     assert max(steps) == 12  # one epoch is 2 steps; min_steps makes it 12
     counts = Counter(collator.targets)
     assert sum(counts.values()) == 48
-    if balance == "none":  # each video once an epoch: the manifest's 6 : 1 : 1
+    if balance in ("none", "loss"):  # each video once an epoch: the manifest's 6 : 1 : 1
         assert counts == {"<normal>": 36, "<abnormal>": 6, "<vague>": 6}
-    else:  # each label a third of the draws, give or take the draw
+    elif balance == "sample":  # each label a third of the draws, give or take the draw
         assert all(10 <= counts[x] <= 22 for x in ("<normal>", "<abnormal>", "<vague>")), counts
+    else:  # a third exactly, and every batch of 4 holds each label once or twice
+        assert counts == {"<normal>": 16, "<abnormal>": 16, "<vague>": 16}
+        assert len(collator.batches) == 12 and all(sorted(b.values()) == [1, 1, 2] for b in collator.batches)
+
+
+def test_stratified_draws_hold_every_label_in_every_run_of_draws_and_follow_seed_and_epoch():
+    examples = [Example(f"n{i}", "v", "Which?", "<normal>") for i in range(30)]
+    examples += [Example(f"a{i}", "v", "Which?", "<abnormal>") for i in range(7)]
+    examples += [Example(f"v{i}", "v", "Which?", "<vague>") for i in range(3)]
+    sampler = StratifiedSampler(examples, seed=0)
+    epochs = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        draws = [examples[i] for i in sampler]
+        assert len(draws) == len(sampler) == 40
+        for size in (3, 5, 8):  # any window of consecutive draws: each label size / 3, give or take one
+            for start in range(len(draws) - size + 1):
+                counts = Counter(e.target for e in draws[start:start + size])
+                assert len(counts) == 3 and max(counts.values()) - min(counts.values()) <= 1, (size, start, counts)
+        assert {e.id for e in draws if e.target == "<vague>"} == {"v0", "v1", "v2"}  # a rare label's all, repeated
+        normal = [e.id for e in draws if e.target == "<normal>"]
+        assert len(normal) in (13, 14) and len(set(normal)) == len(normal)  # a third of the draws, none twice
+        epochs.append([e.id for e in draws])
+    assert epochs[0] != epochs[1]
+    again = StratifiedSampler(examples, seed=0)
+    again.set_epoch(1)
+    assert [examples[i].id for i in again] == epochs[1]  # a resumed run draws what the uninterrupted one drew
+    other = StratifiedSampler(examples, seed=1)
+    other.set_epoch(1)
+    assert [examples[i].id for i in other] != epochs[1]
+
+
+def test_the_weighted_loss_is_the_trainers_own_with_each_videos_tokens_weighted(model, tmp_path):
+    clip = make_clip(1, 0, "x")[1][::3][:2]
+    collator = VideoChatCollator(load_processor("rbft-world-base"), lambda _: clip)
+    examples = [Example("a", "v", "Which?", "<normal>"), Example("b", "v", "Which?", "<abnormal>"),
+                Example("c", "v", "Which?", "<normal>")]
+    weighted = WeightedCollator(collator, examples)
+    assert weighted.weights == {"<normal>": 0.75, "<abnormal>": 1.5}  # 3 / (2 labels x their count)
+    trainer = _Trainer(model=model, args=TrainingArguments(str(tmp_path), use_cpu=True, report_to="none"),
+                       data_collator=weighted)
+    batch = weighted(examples)
+    assert batch["weight"].tolist() == [0.75, 1.5, 0.75]
+    model.eval()
+    with torch.no_grad():
+        plain = float(trainer.compute_loss(model, collator(examples)))
+        ones = float(trainer.compute_loss(model, {**batch, "weight": torch.ones(3)}))
+        logits = model(**{k: v for k, v in batch.items() if k not in ("labels", "weight")}).logits[:, :-1]
+        wanted = batch["labels"][:, 1:]
+        tokens = torch.nn.functional.cross_entropy(logits.transpose(1, 2), wanted, ignore_index=-100,
+                                                   reduction="none").sum(-1)
+        expected = float((tokens * batch["weight"]).sum() / (wanted != -100).sum())
+        assert float(trainer.compute_loss(model, batch)) == pytest.approx(expected, rel=1e-5)
+    assert ones == pytest.approx(plain, rel=1e-5)  # all weights 1: the model's own loss
+    assert expected != pytest.approx(plain, rel=1e-3)
 
 
 def test_many_epochs_of_a_tiny_set_are_scored_a_few_times_and_after_the_last(model, tmp_path):

@@ -122,9 +122,11 @@ class TrainingConfig(_Strict):
     select_min_val: int = Field(default=3, ge=0, description="val videos of every label that `select_best` needs; "
                                 "with fewer, val macro-F1 cannot see that label and favours a model that never "
                                 "answers it, so the last epoch is kept")
-    balance: Literal["none", "sample"] = Field(
+    balance: Literal["none", "sample", "batch", "loss"] = Field(
         default="sample", description="label stages (Stage II and direct SFT alike): sample: draw every label "
-        "equally often (with replacement), for small imbalanced sets; none: each video once an epoch")
+        "equally often (with replacement), for small imbalanced sets; batch: every label equally often in every "
+        "batch (give or take one); loss: each video once an epoch, its loss "
+        "weighted by its label's inverse share; none: each video once an epoch, unweighted")
     stage1: StageConfig = StageConfig()
     stage2: StageConfig = StageConfig(min_steps=100)  # a tiny label set still gets 100 steps
 

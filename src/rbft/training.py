@@ -24,6 +24,7 @@ from transformers import PreTrainedModel, PrinterCallback, Trainer, TrainerCallb
 from transformers.trainer_utils import get_last_checkpoint
 
 from rbft.config import ExperimentConfig, StageConfig, TrainingConfig
+from rbft.data.collate import IGNORE
 from rbft.data.conversation import Example
 from rbft.errors import ConfigError
 from rbft.modeling import is_vision, loaded_dtype, lora_targets, mixed_precision, model_skeleton, rebuilt
@@ -78,6 +79,53 @@ class BalancedSampler(WeightedRandomSampler):
     def __iter__(self):
         self.generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         return super().__iter__()
+
+
+class StratifiedSampler(torch.utils.data.Sampler):
+    """Every label equally often, and in every run of consecutive draws too: the draws cycle through the labels
+    in an order shuffled each epoch, and each label through its examples, shuffled (a rare label's repeat when
+    they run out). Any `batch_size` consecutive draws, so every batch, hold each label batch_size / labels times,
+    give or take one, so no batch pulls the label prior towards the labels it happens to hold. An epoch is as
+    many draws as there are examples; the draws depend on the seed and the epoch only (as `BalancedSampler`'s).
+    """
+
+    def __init__(self, examples: Sequence[Example], seed: int):
+        by_label: dict[str, list[int]] = {}
+        for i, e in enumerate(examples):
+            by_label.setdefault(e.target, []).append(i)
+        self.groups, self.size, self.seed, self.epoch = list(by_label.values()), len(examples), seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(len(self.groups), generator=generator).tolist()
+        rounds = math.ceil(self.size / len(self.groups))
+        cycles = []
+        for group in self.groups:
+            draws = []
+            while len(draws) < rounds:
+                draws += [group[k] for k in torch.randperm(len(group), generator=generator).tolist()]
+            cycles.append(draws)
+        return iter([cycles[order[k % len(order)]][k // len(order)] for k in range(self.size)])
+
+
+class WeightedCollator:
+    """The collator's batch with each example's weight (`weight`, one per row): the share of its reply (a label)
+    among the examples, inverted, so every label weighs the same in the loss (`balance="loss"`); the weights
+    average to 1 over the examples."""
+
+    def __init__(self, collator, examples: Sequence[Example]):
+        counts = Counter(e.target for e in examples)
+        self.collator = collator
+        self.weights = {t: len(examples) / (len(counts) * n) for t, n in counts.items()}
+
+    def __call__(self, examples: Sequence[Example]) -> dict:
+        return {**self.collator(examples), "weight": torch.tensor([self.weights[e.target] for e in examples])}
 
 
 class _BestByMetric(TrainerCallback):
@@ -143,8 +191,9 @@ def trainable_weights(trainer: Trainer) -> dict[str, torch.Tensor] | None:
 
 
 class _Trainer(Trainer):
-    """HF Trainer, resuming full-model checkpoints through `from_pretrained`, and drawing examples
-    class-balanced when asked (`balance="sample"`).
+    """HF Trainer, resuming full-model checkpoints through `from_pretrained`, and balancing labels when asked:
+    drawing them equally often (`balance="sample"`) or weighting each example's loss (`balance="loss"`, with
+    `WeightedCollator`'s batches).
 
     Checkpoints are written with the architecture's on-disk key names (transformers 5
     renames some modules in memory, e.g. `model.language_model.*`); Trainer's own resume
@@ -157,11 +206,32 @@ class _Trainer(Trainer):
         self.balance = balance
 
     def _get_train_sampler(self, train_dataset=None):
-        if self.balance != "sample":
+        if self.balance not in ("sample", "batch"):
             return super()._get_train_sampler(train_dataset)
         examples = (train_dataset or self.train_dataset).examples
-        return BalancedSampler(balanced_weights(examples), self.args.data_seed if self.args.data_seed is not None
-                               else self.args.seed)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        if self.balance == "batch":
+            return StratifiedSampler(examples, seed)
+        return BalancedSampler(balanced_weights(examples), seed)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if "weight" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        inputs = dict(inputs)
+        weight, labels = inputs.pop("weight"), inputs.pop("labels")
+        outputs = model(**inputs)
+        logits, wanted = outputs.logits[:, :-1].float(), labels[:, 1:]
+        tokens = torch.nn.functional.cross_entropy(logits.transpose(1, 2), wanted, ignore_index=IGNORE,
+                                                   reduction="none")  # (rows, positions), 0 where ignored
+        # as the Trainer's own loss: over the accumulated batches' tokens when it counted them, else this batch's
+        # (the Trainer then divides by the accumulation steps itself), each row's tokens weighted
+        if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
+            loss = (tokens.sum(-1) * weight.to(tokens.dtype)).sum() / num_items_in_batch
+            if self.args.average_tokens_across_devices:
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+        else:
+            loss = (tokens.sum(-1) * weight.to(tokens.dtype)).sum() / (wanted != IGNORE).sum()
+        return (loss, outputs) if return_outputs else loss
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         model = model or self.model
@@ -285,7 +355,7 @@ def train(model: PreTrainedModel, collator, examples: Sequence[Example], out: st
     best = _BestByMetric(select, out) if select else None
     trainer = _Trainer(model=model, args=args, train_dataset=ExampleDataset(examples), balance=balance,
                       eval_dataset=ExampleDataset(eval_examples) if eval_examples else None,
-                      data_collator=collator,
+                      data_collator=WeightedCollator(collator, examples) if balance == "loss" else collator,
                       callbacks=[_LossLog(out / "train_log.jsonl"), *([best] if best else []), *callbacks])
     trainer.remove_callback(PrinterCallback)  # progress goes to train_log.jsonl and the caller's callbacks
     if best:

@@ -160,9 +160,9 @@ def experiment(task: str, config, manifest: str | None = None) -> dict:
             "model": {"name_or_path": "rbft-world-base", "dtype": "float32"},
             "rationales": {"source": "self", "label_hint": True, "max_new_tokens": 160, "batch_size": 16},
             # the label stages' settings as measured on this world (docs/results.md): the vision tower
-            # frozen, every label drawn equally often, a high rate, at least 60 steps, the embeddings frozen
+            # frozen, every label equally often in every batch, a high rate, at least 60 steps, the embeddings frozen
             "training": {"method": "full", "train_vision": False, "batch_size": 8, "gradient_accumulation": 1,
-                         "balance": "sample", "stage1": {"epochs": 2, "learning_rate": 2e-4},
+                         "balance": "batch", "stage1": {"epochs": 2, "learning_rate": 2e-4},
                          "stage2": {"epochs": 4, "learning_rate": 1e-3, "min_steps": 60, "freeze_embeddings": True}}}
 
 
