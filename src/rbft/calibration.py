@@ -1,6 +1,6 @@
 """Calibrated decisions: a method's label scores plus tau x log(the train split's label shares).
 
-Label stages draw every label equally often (`training.balance: sample`), so a classifier
+Label stages draw every label equally often (`training.balance: sample` or `batch`), so a classifier
 learns as if the labels were equally common, and answers the rare ones far more often
 than they occur; a zero-shot model has its own skew. One parameter moves every method
 along its accuracy / macro-F1 curve: tau = 0 is the raw argmax (the balanced decision a

@@ -83,8 +83,8 @@ class BalancedSampler(WeightedRandomSampler):
 
 class StratifiedSampler(torch.utils.data.Sampler):
     """Every label equally often, and in every run of consecutive draws too: the draws cycle through the labels
-    in an order shuffled each epoch, and each label through its examples, shuffled (a rare label's repeat when
-    they run out). Any `batch_size` consecutive draws, so every batch, hold each label batch_size / labels times,
+    in an order shuffled each epoch, and each label through its examples, shuffled (a rare label's examples
+    repeat when they run out). Any `batch_size` consecutive draws, so every batch, hold each label batch_size / labels times,
     give or take one, so no batch pulls the label prior towards the labels it happens to hold. An epoch is as
     many draws as there are examples; the draws depend on the seed and the epoch only (as `BalancedSampler`'s).
     """
@@ -192,8 +192,8 @@ def trainable_weights(trainer: Trainer) -> dict[str, torch.Tensor] | None:
 
 class _Trainer(Trainer):
     """HF Trainer, resuming full-model checkpoints through `from_pretrained`, and balancing labels when asked:
-    drawing them equally often (`balance="sample"`) or weighting each example's loss (`balance="loss"`, with
-    `WeightedCollator`'s batches).
+    drawing them equally often (`balance="sample"`), and in every batch (`"batch"`), or weighting each example's
+    loss (`"loss"`, with `WeightedCollator`'s batches).
 
     Checkpoints are written with the architecture's on-disk key names (transformers 5
     renames some modules in memory, e.g. `model.language_model.*`); Trainer's own resume
@@ -338,7 +338,8 @@ def train(model: PreTrainedModel, collator, examples: Sequence[Example], out: st
     """Fine-tune `model` on `examples` as `training` says, for `stage`'s budget; checkpoints and
     `train_log.jsonl` go to `out`. Returns the model (every process must call it).
 
-    `balance="sample"` draws every distinct reply (a label) equally often (the label stages pass
+    `balance="sample"` draws every distinct reply (a label) equally often, `"batch"` equally often in every batch,
+    `"loss"` weights each example's loss so that every reply weighs the same (the label stages pass
     `training.balance`). With `select(model) -> score` the model is scored after every epoch and
     the best epoch's weights are the ones returned (`out/best.json` says which); without it, the last ones.
     A model that DeepSpeed ZeRO-3 or FSDP sharded is returned whole, on the main process only (None on
