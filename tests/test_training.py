@@ -12,7 +12,8 @@ from rbft.errors import ConfigError
 from rbft.modeling import is_vision, load_model, load_processor
 from transformers import TrainingArguments
 
-from rbft.training import StratifiedSampler, WeightedCollator, _Trainer, prepare, set_attention_dropout, train
+from rbft.balance import StratifiedSampler, WeightedCollator
+from rbft.training import _Trainer, prepare, set_attention_dropout, train
 from rbft.world.generate import make_clip
 
 
