@@ -35,6 +35,7 @@ bench: venv
 	$(PY) benchmarks/generation.py
 	$(PY) benchmarks/train.py
 	$(PY) benchmarks/eval.py
+	$(PY) benchmarks/frozen_tower.py
 	$(PY) benchmarks/bootstrap.py
 
 clean:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rbft.attention import coverage, focus, label_attention, scaled
+from rbft.attention import coverage, focus, label_attention, label_attentions, scaled
 from rbft.data.collate import Example, VideoChatCollator
 from rbft.modeling import load_model, load_processor
 from rbft.world.generate import make_clip
@@ -16,6 +16,23 @@ def test_label_attention_on_the_shipped_model_is_a_map_per_temporal_patch():
     assert grid.sum() == pytest.approx(1.0) and (grid >= 0).all() and grid.std() > 0
     shown = scaled(grid)
     assert shown.min() == 0 and shown.max() == 1
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_maps_drawn_in_a_batch_are_each_videos_own(side):
+    """Conversations of different lengths (labels of 3 and 4 tokens, different prompts) padded into one batch:
+    each map is the one its conversation gets alone."""
+    model = load_model("rbft-world-base", dtype="float32", attn_implementation="eager")
+    clips = {v: make_clip(1, k, v)[1][:8] for k, v in enumerate("abc")}
+    processor = load_processor("rbft-world-base")
+    processor.tokenizer.padding_side = side
+    collator = VideoChatCollator(processor, clips.__getitem__)
+    examples = [Example("a", "a", "Is this normal?", "<normal>"),
+                Example("b", "b", "Is this normal or not?", "<abnormal>"), Example("c", "c", "Is it?", "<vague>")]
+    together = label_attentions(model, collator, examples, batch_size=3)
+    for example, grid in zip(examples, together):
+        np.testing.assert_allclose(grid, label_attention(model, collator, example), atol=1e-5)
+    assert not np.allclose(together[0], together[1], atol=1e-3)
 
 
 def test_sdpa_models_are_refused_with_a_reason():

@@ -9,7 +9,8 @@ from rbft.data.video import Clip, VideoInfo
 from rbft.scoring import label_logprobs, label_logprobs_full
 from rbft.config import StageConfig, TrainingConfig
 from rbft.modeling import is_vision
-from rbft.training import train
+from rbft.training import _Trainer, train
+from transformers import TrainingArguments
 
 from .families import FAMILIES, build
 
@@ -88,3 +89,13 @@ def test_shared_prefix_label_scoring_equals_one_sequence_per_label(family):
     assert fast.shape == (4, 3)
     assert np.abs(fast - reference).max() < 1e-4
     assert processor.tokenizer.padding_side == side  # restored
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_trainers_loss_over_the_reply_columns_is_the_models_own(family, tmp_path):
+    processor, model = build(family)
+    model.eval()
+    batch = VideoChatCollator(processor, lambda _: clip())(EXAMPLES)
+    trainer = _Trainer(model=model, args=TrainingArguments(str(tmp_path), use_cpu=True, report_to="none"))
+    with torch.no_grad():
+        assert float(trainer.compute_loss(model, batch)) == pytest.approx(float(model(**batch).loss), rel=1e-5)

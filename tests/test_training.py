@@ -180,7 +180,7 @@ def test_the_weighted_loss_is_the_trainers_own_with_each_videos_tokens_weighted(
     assert batch["weight"].tolist() == [0.75, 1.5, 0.75]
     model.eval()
     with torch.no_grad():
-        plain = float(trainer.compute_loss(model, collator(examples)))
+        own = float(model(**collator(examples)).loss)
         ones = float(trainer.compute_loss(model, {**batch, "weight": torch.ones(3)}))
         logits = model(**{k: v for k, v in batch.items() if k not in ("labels", "weight")}).logits[:, :-1]
         wanted = batch["labels"][:, 1:]
@@ -188,8 +188,31 @@ def test_the_weighted_loss_is_the_trainers_own_with_each_videos_tokens_weighted(
                                                    reduction="none").sum(-1)
         expected = float((tokens * batch["weight"]).sum() / (wanted != -100).sum())
         assert float(trainer.compute_loss(model, batch)) == pytest.approx(expected, rel=1e-5)
-    assert ones == pytest.approx(plain, rel=1e-5)  # all weights 1: the model's own loss
-    assert expected != pytest.approx(plain, rel=1e-3)
+    assert ones == pytest.approx(own, rel=1e-5)  # all weights 1: the model's own loss
+    assert expected != pytest.approx(own, rel=1e-3)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_the_loss_takes_the_output_layer_over_the_reply_columns_only_and_equals_the_models_own(model, tmp_path,
+                                                                                              side):
+    clip = make_clip(1, 0, "x")[1][::3][:2]
+    processor = load_processor("rbft-world-base")
+    processor.tokenizer.padding_side = side
+    collator = VideoChatCollator(processor, lambda _: clip)
+    trainer = _Trainer(model=model, args=TrainingArguments(str(tmp_path), use_cpu=True, report_to="none"),
+                       data_collator=collator)
+    model.eval()
+    for examples in ([Example("a", "v", "Which?", "<normal>"), Example("b", "v", "Which one is it?", "<abnormal>")],
+                     [Example("a", "v", "Describe it.", "Subjects: a bear and a trash can. Actions: the bear tips "
+                              "the can over."), Example("b", "v", "Which?", "<vague>")]):
+        batch = collator(examples)
+        with torch.no_grad():
+            loss, outputs = trainer.compute_loss(model, batch, return_outputs=True)
+            assert float(loss) == pytest.approx(float(model(**batch).loss), rel=1e-5)
+            first = int((batch["labels"] != -100).any(0).nonzero()[0])
+            assert outputs.logits.shape[1] == batch["input_ids"].shape[1] - first + 1 < batch["input_ids"].shape[1]
+            assert float(trainer.compute_loss(model, batch, num_items_in_batch=torch.tensor(40))) == pytest.approx(
+                float(loss) * int((batch["labels"][:, 1:] != -100).sum()) / 40, rel=1e-5)
 
 
 def test_many_epochs_of_a_tiny_set_are_scored_a_few_times_and_after_the_last(model, tmp_path):

@@ -4,10 +4,11 @@
 attention weights returned (the model must be loaded with `attn_implementation="eager"`;
 sdpa returns none), takes the rows of the reply's label tokens and the columns of the
 video tokens, averages over heads and layers, and lays the result on each temporal patch's
-grid. Default layers: the later half of the language model, where attention follows what
-the prediction rests on; the early layers attend mostly by position. `focus` compares a
-map with known boxes: the share of attention inside them over the share of area they cover
-(1: no preference; above 1: concentrated on them).
+grid (`label_attentions`: many conversations, a padded batch a forward). Default layers: the
+later half of the language model, where attention follows what the prediction rests on; the
+early layers attend mostly by position. `focus` compares a map with known boxes: the share of
+attention inside them over the share of area they cover (1: no preference; above 1:
+concentrated on them).
 """
 
 from __future__ import annotations
@@ -22,26 +23,40 @@ from rbft.data.conversation import Example
 from rbft.modeling import video_grid, video_positions
 
 
-@torch.no_grad()
 def label_attention(model, collator, example: Example, layers: Sequence[int] | None = None) -> np.ndarray:
     """(T, H, W) attention mass of the label on the video, per temporal patch and merged patch; sums to 1."""
+    return label_attentions(model, collator, [example], layers)[0]
+
+
+@torch.no_grad()
+def label_attentions(model, collator, examples: Sequence[Example], layers: Sequence[int] | None = None,
+                     batch_size: int = 8) -> list[np.ndarray]:
+    """`label_attention` of each example, `batch_size` conversations a forward (padding is masked, so each row's
+    map is the one it has alone)."""
     model.eval()
-    batch = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in collator([example]).items()}
-    labels = batch.pop("labels")[0]
-    out = model(**batch, output_attentions=True)
-    if not out.attentions or out.attentions[0] is None:
-        raise ValueError("the model returned no attention weights: load it with attn_implementation='eager'")
-    n_layers = len(out.attentions)
-    layers = list(layers) if layers is not None else list(range(n_layers // 2, n_layers))
-    ids = batch["input_ids"][0]
-    target = collator.processor.tokenizer(example.target, add_special_tokens=False)["input_ids"]
-    reply = (labels != IGNORE).nonzero().flatten()[:len(target)]  # the label's own tokens, not the end of turn
-    video = video_positions(model.config, ids)
-    weights = torch.stack([out.attentions[i][0].float() for i in layers]).mean(dim=(0, 1))  # (seq, seq)
-    mass = weights[reply][:, video].mean(0)
-    shape = video_grid(batch, collator.processor, len(video), lambda: len(collator.videos([example])[0][0]))
-    grid = mass.reshape(shape).cpu().numpy()
-    return grid / grid.sum()
+    grids = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start:start + batch_size]
+        batch = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in collator(chunk).items()}
+        labels = batch.pop("labels")
+        out = model(**batch, output_attentions=True)
+        if not out.attentions or out.attentions[0] is None:
+            raise ValueError("the model returned no attention weights: load it with attn_implementation='eager'")
+        n_layers = len(out.attentions)
+        chosen = list(layers) if layers is not None else list(range(n_layers // 2, n_layers))
+        for row, example in enumerate(chunk):
+            ids = batch["input_ids"][row]
+            target = collator.processor.tokenizer(example.target, add_special_tokens=False)["input_ids"]
+            reply = (labels[row] != IGNORE).nonzero().flatten()[:len(target)]  # the label's tokens, not end of turn
+            video = video_positions(model.config, ids)
+            weights = torch.stack([out.attentions[i][row].float() for i in chosen]).mean(dim=(0, 1))  # (seq, seq)
+            mass = weights[reply][:, video].mean(0)
+            own = {k: v[row:row + 1] for k, v in batch.items() if k == "video_grid_thw"}
+            shape = video_grid(own, collator.processor, len(video),
+                               lambda example=example: len(collator.videos([example])[0][0]))
+            grid = mass.reshape(shape).cpu().numpy()
+            grids.append(grid / grid.sum())
+    return grids
 
 
 def scaled(grid: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from transformers import (AutoConfig, AutoModelForImageTextToText, AutoProcessor
 from transformers.utils import is_flash_attn_2_available
 from transformers.video_utils import VideoMetadata
 
+from rbft import towercache
 from rbft.errors import ConfigError
 
 # the base VLM that rbft pretrains on its synthetic world and ships (see rbft.basemodel)
@@ -71,11 +72,13 @@ def load_model(name_or_path: str | Path, dtype: str = "auto", attn_implementatio
     placement = {"device_map": {"": str(device)}} if device is not None else {}
     try:
         with outside_zero3(device is not None):
-            return AutoModelForImageTextToText.from_pretrained(
+            model = AutoModelForImageTextToText.from_pretrained(
                 source, dtype=load_dtype(dtype, source, trust_remote_code), attn_implementation=attention_backend(
                     attn_implementation), trust_remote_code=trust_remote_code, use_safetensors=True, **placement)
     except (OSError, ValueError) as error:
         raise ConfigError(_unloadable(source, "model", error)) from error
+    towercache.attach(model)  # a frozen tower encodes each video once per process (rbft.towercache)
+    return model
 
 
 @contextmanager

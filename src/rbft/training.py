@@ -29,6 +29,7 @@ from rbft.data.conversation import Example
 from rbft.errors import ConfigError
 from rbft.modeling import is_vision, loaded_dtype, lora_targets, mixed_precision, model_skeleton, rebuilt
 from rbft.runs import agree, process_state
+from rbft.scoring import keeps_logits
 
 
 def reporters(report_to: str | list[str]) -> list[str]:
@@ -142,22 +143,31 @@ class _Trainer(Trainer):
         return BalancedSampler(balanced_weights(examples), seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if "weight" not in inputs:
+        """The loss on the replies' tokens, each row's weighted when the batch has `weight` (`balance: loss`),
+        normalised as the Trainer's own loss is. The output layer runs only from the first column that predicts a
+        reply token (`logits_to_keep`): a label's reply is the last few of some 450 columns, and the output layer
+        with its softmax over the vocabulary would otherwise take every column."""
+        if self.label_smoother is not None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         inputs = dict(inputs)
-        weight, labels = inputs.pop("weight"), inputs.pop("labels")
-        outputs = model(**inputs)
-        logits, wanted = outputs.logits[:, :-1].float(), labels[:, 1:]
+        weight, labels = inputs.pop("weight", None), inputs.pop("labels")
+        replies = (labels != IGNORE).any(0).nonzero()
+        keep = ({"logits_to_keep": labels.shape[1] - int(replies[0]) + 1}
+                if len(replies) and keeps_logits(self.model) else {})
+        outputs = model(**inputs, **keep)
+        logits = outputs.logits[:, :-1].float()
+        wanted = labels[:, labels.shape[1] - logits.shape[1]:]  # the token each kept column predicts
         tokens = torch.nn.functional.cross_entropy(logits.transpose(1, 2), wanted, ignore_index=IGNORE,
                                                    reduction="none")  # (rows, positions), 0 where ignored
+        per_row = tokens.sum(-1) * (weight.to(tokens.dtype) if weight is not None else 1)
         # as the Trainer's own loss: over the accumulated batches' tokens when it counted them, else this batch's
-        # (the Trainer then divides by the accumulation steps itself), each row's tokens weighted
+        # (the Trainer then divides by the accumulation steps itself)
         if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
-            loss = (tokens.sum(-1) * weight.to(tokens.dtype)).sum() / num_items_in_batch
+            loss = per_row.sum() / num_items_in_batch
             if self.args.average_tokens_across_devices:
                 loss = loss * (self.accelerator.num_processes // self.get_tp_size())
         else:
-            loss = (tokens.sum(-1) * weight.to(tokens.dtype)).sum() / (wanted != IGNORE).sum()
+            loss = per_row.sum() / (wanted != IGNORE).sum()
         return (loss, outputs) if return_outputs else loss
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rbft.attention import coverage, focus, label_attention, scaled
+from rbft.attention import coverage, focus, label_attentions, scaled
 from rbft.config import ExperimentConfig
 from rbft.data.annotations import BOXES, boxes_at, read_boxes
 from rbft.data.jsonl import read_jsonl
@@ -64,7 +64,9 @@ def draw(config: ExperimentConfig, test: Sequence[VideoRecord], frames: Callable
         model, collator = load_for_videos(model_dir, frames, m.dtype, eager_language(m.attn_implementation),
                                           m.trust_remote_code)
         shown = [replace(v, label=predicted[v.id]) for v in chosen]
-        grids[method] = {e.id: label_attention(model, collator, e) for e in label_examples(config.task, shown)}
+        examples = label_examples(config.task, shown)
+        grids[method] = dict(zip([e.id for e in examples], label_attentions(model, collator, examples,
+                                                                             batch_size=config.eval.batch_size)))
     out.mkdir(parents=True, exist_ok=True)
     for v in chosen[:count]:
         _figure(frames(v.video), {method: g[v.id] for method, g in grids.items()}, out / f"{v.id}.png")
