@@ -49,6 +49,8 @@ BATCH = 8
 def model_for(cached: bool, frames):
     """The shipped model and its collator, its tower wrapped by the cache or not (an empty cache either way)."""
     towercache.CACHE.clear()
+    if towercache.CACHE.max_bytes < 0:  # (read from the environment at the first attach)
+        towercache.CACHE.max_bytes = towercache.limit()
     size = towercache.CACHE.max_bytes
     towercache.CACHE.max_bytes = size if cached else 0  # attach leaves a model alone while the cache is off
     try:

@@ -30,8 +30,11 @@ def test_maps_drawn_in_a_batch_are_each_videos_own(side):
     examples = [Example("a", "a", "Is this normal?", "<normal>"),
                 Example("b", "b", "Is this normal or not?", "<abnormal>"), Example("c", "c", "Is it?", "<vague>")]
     together = label_attentions(model, collator, examples, batch_size=3)
-    for example, grid in zip(examples, together):
+    # a budget for the attention weights that holds one conversation at a time: the same maps
+    one_by_one = label_attentions(model, collator, examples, batch_size=3, max_bytes=1)
+    for example, grid, alone in zip(examples, together, one_by_one):
         np.testing.assert_allclose(grid, label_attention(model, collator, example), atol=1e-5)
+        np.testing.assert_allclose(alone, label_attention(model, collator, example), atol=1e-6)
     assert not np.allclose(together[0], together[1], atol=1e-3)
 
 

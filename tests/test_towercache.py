@@ -38,7 +38,7 @@ def cache(monkeypatch):
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
 def test_cached_scores_equal_the_towers_own_and_each_video_is_encoded_once(family, cache):
     processor, model = build(family)
-    model.eval()
+    model.eval().requires_grad_(False)  # as `load_model` leaves a model loaded for inference
     frames = clips(5)
     collator = VideoChatCollator(processor, frames.__getitem__)
     plain = label_logprobs(model, collator, examples(frames), TARGETS, batch_size=2)
@@ -54,7 +54,7 @@ def test_cached_scores_equal_the_towers_own_and_each_video_is_encoded_once(famil
 
 def test_a_changed_tower_is_encoded_afresh_and_a_trained_one_is_not_cached(cache):
     processor, model = build("qwen2_vl")
-    model.eval()
+    model.eval().requires_grad_(False)
     frames = clips(2)
     collator = VideoChatCollator(processor, frames.__getitem__)
     towercache.attach(model)
@@ -69,8 +69,12 @@ def test_a_changed_tower_is_encoded_afresh_and_a_trained_one_is_not_cached(cache
     twin.eval()
     np.testing.assert_allclose(after, label_logprobs(twin, collator, examples(frames), TARGETS), atol=1e-5)
 
-    # a tower that is being trained: gradients must flow through it, so nothing is read from the cache or kept
+    # a tower that is being trained: gradients must flow through it, so nothing is read from the cache or kept,
+    # not even in the scoring between its epochs (an optimizer may change its weights where no version counts)
     cache.clear()
+    model.requires_grad_(True)
+    label_logprobs(model, collator, examples(frames), TARGETS)
+    assert cache.hits == cache.misses == 0
     model.train()
     batch = VideoChatCollator(processor, frames.__getitem__)([Example("v0", "v0", "Is anything wrong?", "<normal>")])
     model(**batch).loss.backward()
@@ -102,6 +106,23 @@ def test_families_it_does_not_know_are_left_alone_and_the_shipped_model_is_wrapp
         assert not towercache.attach(model)
     model = load_model("rbft-world-base", dtype="float32")
     assert getattr(model.model.get_video_features, "_rbft_cached", False)
+    assert all(p.requires_grad for p in model.parameters())  # loaded for training: the trainer decides
+    assert not any(p.requires_grad for p in load_model("rbft-world-base", device="cpu").parameters())
+
+
+def test_a_caller_asking_for_a_tuple_or_several_processes_bypass_it(cache, monkeypatch):
+    processor, model = build("qwen2_vl")
+    model.eval().requires_grad_(False)
+    towercache.attach(model)
+    batch = VideoChatCollator(processor, clips(1).__getitem__).prompts(examples(["v0"]))
+    pixels, grid = batch["pixel_values_videos"], batch["video_grid_thw"]
+    model.model.get_video_features(pixels, grid, return_dict=True)
+    assert cache.misses == 1
+    assert isinstance(model.model.get_video_features(pixels, grid, return_dict=False), tuple)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    model.model.get_video_features(pixels, grid, return_dict=True)
+    assert (cache.hits, cache.misses) == (0, 1)
 
 
 def test_the_size_comes_from_the_environment_and_a_bad_one_is_named(monkeypatch):
@@ -115,7 +136,7 @@ def test_the_size_comes_from_the_environment_and_a_bad_one_is_named(monkeypatch)
 
 def test_an_encoding_under_autocast_is_not_served_without_it(cache):
     processor, model = build("qwen2_vl")
-    model.eval()
+    model.eval().requires_grad_(False)
     frames = clips(1)
     collator = VideoChatCollator(processor, frames.__getitem__)
     towercache.attach(model)

@@ -30,14 +30,22 @@ def label_attention(model, collator, example: Example, layers: Sequence[int] | N
 
 @torch.no_grad()
 def label_attentions(model, collator, examples: Sequence[Example], layers: Sequence[int] | None = None,
-                     batch_size: int = 8) -> list[np.ndarray]:
-    """`label_attention` of each example, `batch_size` conversations a forward (padding is masked, so each row's
-    map is the one it has alone)."""
+                     batch_size: int = 8, max_bytes: int = 2**30) -> list[np.ndarray]:
+    """`label_attention` of each example, up to `batch_size` conversations a forward (padding is masked, so each
+    row's map is the one it has alone), fewer where every layer's attention weights of the batch would take more
+    than `max_bytes` (a 7B model over a few thousand tokens holds gigabytes of them for one conversation)."""
     model.eval()
-    grids = []
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start:start + batch_size]
-        batch = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in collator(chunk).items()}
+    text = model.config.get_text_config()
+    grids, start = [], 0
+    while start < len(examples):
+        batch = collator(examples[start:start + batch_size])
+        width = batch["input_ids"].shape[1]
+        size = text.num_hidden_layers * getattr(text, "num_attention_heads", 1) * width * width * 4  # float32 at most
+        rows = max(1, min(batch_size, max_bytes // size))
+        if rows < len(batch["input_ids"]):
+            batch = collator(examples[start:start + rows])
+        chunk, start = examples[start:start + rows], start + rows
+        batch = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         labels = batch.pop("labels")
         out = model(**batch, output_attentions=True)
         if not out.attentions or out.attentions[0] is None:

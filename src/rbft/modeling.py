@@ -77,6 +77,8 @@ def load_model(name_or_path: str | Path, dtype: str = "auto", attn_implementatio
                     attn_implementation), trust_remote_code=trust_remote_code, use_safetensors=True, **placement)
     except (OSError, ValueError) as error:
         raise ConfigError(_unloadable(source, "model", error)) from error
+    if device is not None:  # for inference: no weight wants a gradient
+        model.requires_grad_(False)
     towercache.attach(model)  # a frozen tower encodes each video once per process (rbft.towercache)
     return model
 

@@ -12,9 +12,11 @@ families: one video's pixels are `t x h x w` consecutive rows, and what the enco
 A video's entry is keyed by a SHA-1 of its pixel rows, its grid, the autocast it was encoded under, and a SHA-1
 of the tower's weights (taken again whenever a weight changed in place), so two models share entries exactly
 when their towers are equal. The cache is used only where the tower's output cannot differ from a fresh
-forward's: no gradient wanted through it, no dropout active in it, nothing else asked of it (`HARMLESS`), and
-not while training across processes (under FSDP or DeepSpeed ZeRO-3 a tower skipped on one process would stall
-the others). Entries live in this process's memory (on the CPU), the least recently used dropped beyond
+forward's (beyond the rounding of matrix products over another batch of videos): a frozen tower (no weight
+that wants a gradient: `load_model` freezes a model loaded for inference, `rbft.training.prepare` the tower
+unless `train_vision`), no dropout active in it, nothing asked of it beyond `HARMLESS`, and a single process
+(under DeepSpeed ZeRO-3 or FSDP a tower skipped on one process would stall the others' gathers). Entries live
+in this process's memory (on the CPU), the least recently used dropped beyond
 $RBFT_TOWER_CACHE_MB (default 4096; 0: off).
 """
 
@@ -96,7 +98,7 @@ def attach(model) -> bool:
         return True
     encode, tower, weights = inner.get_video_features, inner.visual, {}
 
-    def get_video_features(pixel_values_videos, video_grid_thw=None, **kwargs):
+    def get_video_features(pixel_values_videos, video_grid_thw=None, **kwargs):  # (as the model's forward calls it)
         if not _cacheable(tower, video_grid_thw, kwargs):
             return encode(pixel_values_videos, video_grid_thw, **kwargs)
         state = _state(tower)
@@ -113,7 +115,7 @@ def attach(model) -> bool:
             for j, i in enumerate(missing):
                 found[i] = _per_video(fresh, j)
                 CACHE.put(keys[i], found[i])
-        return _joined(found, pixel_values_videos.device, kwargs)
+        return _joined(found, pixel_values_videos.device)
 
     get_video_features._rbft_cached = True
     inner.get_video_features = get_video_features
@@ -131,16 +133,14 @@ def fingerprint(module: torch.nn.Module) -> str:
 
 def _cacheable(tower: torch.nn.Module, grid, kwargs: dict) -> bool:
     """Whether the tower's output for these inputs is what a cached entry holds (see the module's docstring)."""
-    if grid is None or set(kwargs) - HARMLESS:
+    if grid is None or kwargs.get("return_dict") is not True or set(kwargs) - HARMLESS:
         return False
-    if any(p.numel() == 0 or hasattr(p, "ds_id") for p in tower.parameters()):  # sharded (ZeRO-3, FSDP)
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and \
+            torch.distributed.get_world_size() > 1:  # sharded weights, collectives in the tower's forward
         return False
-    if torch.is_grad_enabled() and any(p.requires_grad for p in tower.parameters()):  # the tower is trained
+    if any(p.requires_grad or p.numel() == 0 for p in tower.parameters()):  # trained (or a ZeRO-3 shard)
         return False
     if tower.training:
-        if torch.distributed.is_available() and torch.distributed.is_initialized() and \
-                torch.distributed.get_world_size() > 1:
-            return False
         for m in tower.modules():
             if (isinstance(m, torch.nn.Dropout) and m.p > 0) or (getattr(m, "attention_dropout", 0) or 0) > 0:
                 return False
@@ -178,14 +178,15 @@ def _per_video(output, j: int) -> tuple:
             None if deep is None else tuple(layer[j].detach().cpu() for layer in deep))
 
 
-def _joined(found: list[tuple], device, kwargs: dict):
-    """The encoder's output for the whole batch, from each video's entry, as the model's forward reads it."""
+def _joined(found: list[tuple], device):
+    """The encoder's output for the whole batch, from each video's entry, as the model's forward reads it (its
+    per-video embeddings and deepstack features; not the tower's last hidden state, which nothing reads)."""
     kind, _, deep = found[0]
     fields = {"pooler_output": tuple(f[1].to(device) for f in found)}
     if deep is not None:
         fields["deepstack_features"] = [tuple(f[2][k].to(device) for f in found) for k in range(len(deep))]
     output = kind(**fields)
-    return output if kwargs.get("return_dict", True) else output.to_tuple()
+    return output
 
 
 def _tensors(value: tuple):

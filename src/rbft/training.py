@@ -147,7 +147,8 @@ class _Trainer(Trainer):
         normalised as the Trainer's own loss is. The output layer runs only from the first column that predicts a
         reply token (`logits_to_keep`): a label's reply is the last few of some 450 columns, and the output layer
         with its softmax over the vocabulary would otherwise take every column."""
-        if self.label_smoother is not None:
+        own = self.label_smoother or self.compute_loss_func or getattr(self.model.config, "output_router_logits", False)
+        if own and "weight" not in inputs:  # the Trainer's own loss (smoothing, a custom one, a router's auxiliary)
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         inputs = dict(inputs)
         weight, labels = inputs.pop("weight", None), inputs.pop("labels")
