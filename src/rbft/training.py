@@ -147,8 +147,11 @@ class _Trainer(Trainer):
         normalised as the Trainer's own loss is. The output layer runs only from the first column that predicts a
         reply token (`logits_to_keep`): a label's reply is the last few of some 450 columns, and the output layer
         with its softmax over the vocabulary would otherwise take every column."""
-        own = self.label_smoother or self.compute_loss_func or getattr(self.model.config, "output_router_logits", False)
-        if own and "weight" not in inputs:  # the Trainer's own loss (smoothing, a custom one, a router's auxiliary)
+        # the Trainer's (the model's) own loss where this one does not apply: labels that are not one a token (the
+        # vision warm-up's classifier), label smoothing, a custom loss, a router's auxiliary loss
+        per_token = "input_ids" in inputs and inputs["labels"].shape == inputs["input_ids"].shape
+        if "weight" not in inputs and (not per_token or self.label_smoother or self.compute_loss_func or getattr(
+                getattr(self.model, "config", None), "output_router_logits", False)):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         inputs = dict(inputs)
         weight, labels = inputs.pop("weight", None), inputs.pop("labels")
