@@ -28,6 +28,16 @@ def examples(videos) -> list[Example]:
     return [Example(v, v, "Is anything wrong here?", "", "You are a Smart Home Security Expert.") for v in videos]
 
 
+def frozen(videos: int):
+    """A tiny Qwen2-VL as `load_model` leaves one loaded for inference (eval mode, no weight wanting a gradient),
+    its encoder wrapped, with a collator over `videos` random clips."""
+    processor, model = build("qwen2_vl")
+    model.eval().requires_grad_(False)
+    towercache.attach(model)
+    frames = clips(videos)
+    return model, frames, VideoChatCollator(processor, frames.__getitem__)
+
+
 @pytest.fixture
 def cache(monkeypatch):
     fresh = TowerCache(2**30)
@@ -53,11 +63,7 @@ def test_cached_scores_equal_the_towers_own_and_each_video_is_encoded_once(famil
 
 
 def test_a_changed_tower_is_encoded_afresh_and_a_trained_one_is_not_cached(cache):
-    processor, model = build("qwen2_vl")
-    model.eval().requires_grad_(False)
-    frames = clips(2)
-    collator = VideoChatCollator(processor, frames.__getitem__)
-    towercache.attach(model)
+    model, frames, collator = frozen(2)
     before = label_logprobs(model, collator, examples(frames), TARGETS)
     with torch.no_grad():
         model.model.visual.blocks[0].mlp.fc1.weight.mul_(3.0)  # changed in place, as an optimizer step would
@@ -76,8 +82,7 @@ def test_a_changed_tower_is_encoded_afresh_and_a_trained_one_is_not_cached(cache
     label_logprobs(model, collator, examples(frames), TARGETS)
     assert cache.hits == cache.misses == 0
     model.train()
-    batch = VideoChatCollator(processor, frames.__getitem__)([Example("v0", "v0", "Is anything wrong?", "<normal>")])
-    model(**batch).loss.backward()
+    model(**collator([Example("v0", "v0", "Is anything wrong?", "<normal>")])).loss.backward()
     assert model.model.visual.blocks[0].mlp.fc1.weight.grad is not None
     assert cache.hits == cache.misses == 0
 
@@ -111,10 +116,8 @@ def test_families_it_does_not_know_are_left_alone_and_the_shipped_model_is_wrapp
 
 
 def test_a_caller_asking_for_a_tuple_or_several_processes_bypass_it(cache, monkeypatch):
-    processor, model = build("qwen2_vl")
-    model.eval().requires_grad_(False)
-    towercache.attach(model)
-    batch = VideoChatCollator(processor, clips(1).__getitem__).prompts(examples(["v0"]))
+    model, _, collator = frozen(1)
+    batch = collator.prompts(examples(["v0"]))
     pixels, grid = batch["pixel_values_videos"], batch["video_grid_thw"]
     model.model.get_video_features(pixels, grid, return_dict=True)
     assert cache.misses == 1
@@ -135,11 +138,7 @@ def test_the_size_comes_from_the_environment_and_a_bad_one_is_named(monkeypatch)
 
 
 def test_an_encoding_under_autocast_is_not_served_without_it(cache):
-    processor, model = build("qwen2_vl")
-    model.eval().requires_grad_(False)
-    frames = clips(1)
-    collator = VideoChatCollator(processor, frames.__getitem__)
-    towercache.attach(model)
+    model, frames, collator = frozen(1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         label_logprobs(model, collator, examples(frames), TARGETS)
     label_logprobs(model, collator, examples(frames), TARGETS)
